@@ -1,0 +1,192 @@
+//! The validated configuration.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use batchgate_core::{BatchApiMode, Deployment};
+use sha2::{Digest, Sha256};
+
+use crate::raw::{self, RawModel};
+use crate::{window_seconds, BatchSettings, ConfigError, GeneralSettings};
+
+/// Batch endpoints a vLLM deployment serves unless `litellm_params.endpoints`
+/// narrows them.
+pub const DEFAULT_ENDPOINTS: [&str; 5] = [
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/score",
+    "/v1/rerank",
+];
+
+/// A validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub deployments: Vec<Deployment>,
+    pub general: GeneralSettings,
+    pub batch: BatchSettings,
+}
+
+impl Config {
+    /// Reads and validates a config file. `providers` lists the provider
+    /// prefixes that are registered (`hosted_vllm`, ...).
+    pub fn load(path: &Path, providers: &[&str]) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text, providers, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates YAML text; `env` resolves `os.environ/NAME` and the
+    /// `HOSTED_VLLM_API_BASE`/`HOSTED_VLLM_API_KEY` fallbacks.
+    pub fn from_yaml(
+        text: &str,
+        providers: &[&str],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw = raw::parse(text, env)?;
+        let mut deployments = Vec::with_capacity(raw.model_list.len());
+        let mut ids = BTreeSet::new();
+        for (i, model) in raw.model_list.into_iter().enumerate() {
+            let d = deployment(i, model, providers, env, &raw.batch_settings)?;
+            if !ids.insert(d.id.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("model_list[{i}]"),
+                    format!("duplicate deployment (model_info.id or same model_name, model and api_base): {}", d.id),
+                ));
+            }
+            deployments.push(d);
+        }
+        if raw.general_settings.max_file_size_mb == 0 {
+            return Err(ConfigError::invalid(
+                "general_settings.max_file_size_mb",
+                "must be at least 1",
+            ));
+        }
+        for (i, w) in raw.batch_settings.completion_windows.iter().enumerate() {
+            if window_seconds(w).is_none() {
+                return Err(ConfigError::invalid(
+                    format!("batch_settings.completion_windows[{i}]"),
+                    format!("\"{w}\" is not a duration like 24h, 90m or 30s"),
+                ));
+            }
+        }
+        if raw.batch_settings.max_attempts == 0 {
+            return Err(ConfigError::invalid("batch_settings.max_attempts", "must be at least 1"));
+        }
+        Ok(Config {
+            deployments,
+            general: raw.general_settings,
+            batch: raw.batch_settings,
+        })
+    }
+}
+
+fn deployment(
+    i: usize,
+    raw: RawModel,
+    providers: &[&str],
+    env: &dyn Fn(&str) -> Option<String>,
+    batch: &BatchSettings,
+) -> Result<Deployment, ConfigError> {
+    let at = |field: &str| format!("model_list[{i}].{field}");
+    if raw.model_name.trim().is_empty() {
+        return Err(ConfigError::invalid(at("model_name"), "must not be empty"));
+    }
+    let params = raw.litellm_params;
+    let (provider, served) = params.model.split_once('/').ok_or_else(|| {
+        ConfigError::invalid(
+            at("litellm_params.model"),
+            format!("\"{}\" must be <provider>/<model>, e.g. hosted_vllm/meta-llama/Llama-2-7b-chat-hf", params.model),
+        )
+    })?;
+    if !providers.contains(&provider) {
+        return Err(ConfigError::invalid(
+            at("litellm_params.model"),
+            format!("unknown provider \"{provider}\" (known: {})", providers.join(", ")),
+        ));
+    }
+    if served.is_empty() {
+        return Err(ConfigError::invalid(at("litellm_params.model"), "model name after the provider is empty"));
+    }
+    let env_prefix = provider.to_ascii_uppercase();
+    let api_base = params
+        .api_base
+        .or_else(|| env(&format!("{env_prefix}_API_BASE")))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                at("litellm_params.api_base"),
+                format!("missing (set it, or the environment variable {env_prefix}_API_BASE)"),
+            )
+        })?;
+    let api_base = normalize_api_base(&api_base)
+        .ok_or_else(|| ConfigError::invalid(at("litellm_params.api_base"), format!("\"{api_base}\" is not an http(s) URL")))?;
+    let api_key = params
+        .api_key
+        .or_else(|| env(&format!("{env_prefix}_API_KEY")))
+        .filter(|k| !k.is_empty());
+    let max_parallel_requests = params
+        .max_parallel_requests
+        .unwrap_or(batch.default_max_parallel_requests);
+    if max_parallel_requests == 0 {
+        return Err(ConfigError::invalid(at("litellm_params.max_parallel_requests"), "must be at least 1"));
+    }
+    let timeout = params.timeout.unwrap_or(batch.default_timeout_seconds);
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(ConfigError::invalid(at("litellm_params.timeout"), "must be a positive number of seconds"));
+    }
+    let endpoints = match params.endpoints {
+        Some(list) => {
+            for (j, e) in list.iter().enumerate() {
+                if !DEFAULT_ENDPOINTS.contains(&e.as_str()) {
+                    return Err(ConfigError::invalid(
+                        at(&format!("litellm_params.endpoints[{j}]")),
+                        format!("unsupported endpoint \"{e}\" (supported: {})", DEFAULT_ENDPOINTS.join(", ")),
+                    ));
+                }
+            }
+            list
+        }
+        None => DEFAULT_ENDPOINTS.iter().map(|e| e.to_string()).collect(),
+    };
+    let id = match raw.model_info.get("id").and_then(|v| v.as_str()) {
+        Some(id) => id.to_string(),
+        None => derived_id(&raw.model_name, &params.model, &api_base),
+    };
+    Ok(Deployment {
+        id,
+        model_name: raw.model_name,
+        provider: provider.to_string(),
+        served_model: served.to_string(),
+        api_base,
+        api_key,
+        max_parallel_requests,
+        timeout: Duration::from_secs_f64(timeout),
+        batch_api: params.batch_api.unwrap_or_default(),
+        endpoints,
+        extra_params: params.extra,
+        model_info: raw.model_info,
+    })
+}
+
+/// `http://h:8000`, `http://h:8000/`, `http://h:8000/v1` and `.../v1/` all
+/// mean the same server.
+fn normalize_api_base(base: &str) -> Option<String> {
+    let trimmed = base.trim().trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix("/v1").unwrap_or(trimmed);
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))?;
+    (!rest.is_empty()).then(|| trimmed.to_string())
+}
+
+fn derived_id(model_name: &str, model: &str, api_base: &str) -> String {
+    let digest = Sha256::digest(format!("{model_name}\n{model}\n{api_base}").as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+
+#[cfg(test)]
+mod tests;

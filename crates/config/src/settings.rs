@@ -1,0 +1,104 @@
+//! `general_settings` and `batch_settings`, with their defaults.
+
+use serde::Deserialize;
+
+/// `general_settings` (LiteLLM's section; batchgate reads the keys below and
+/// ignores the rest).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct GeneralSettings {
+    /// Bearer token that grants full access. Required unless the binary runs
+    /// with `--insecure-no-auth`.
+    pub master_key: Option<String>,
+    /// Secret for the ID MAC; else env `BATCHGATE_ID_SECRET`, else a secret
+    /// generated once in the data directory.
+    pub id_secret: Option<String>,
+    /// Upload size limit in MB (10^6 bytes). Default 512, as OpenAI.
+    pub max_file_size_mb: u64,
+    /// Default lifetime of `purpose=batch` uploads, in seconds (30 days).
+    pub batch_file_expiry_seconds: u64,
+}
+
+impl Default for GeneralSettings {
+    fn default() -> Self {
+        GeneralSettings {
+            master_key: None,
+            id_secret: None,
+            max_file_size_mb: 512,
+            batch_file_expiry_seconds: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl GeneralSettings {
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_size_mb.saturating_mul(1_000_000)
+    }
+}
+
+/// `batch_settings`: how the engine validates and runs batches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BatchSettings {
+    /// Most lines an input file may hold (OpenAI: 50,000).
+    pub max_lines: u64,
+    /// Largest input file in MB (OpenAI: 200).
+    pub max_input_mb: u64,
+    /// Attempts per line before it goes to the error file.
+    pub max_attempts: u32,
+    /// First retry delay in milliseconds; doubles each attempt, with jitter.
+    pub initial_backoff_ms: u64,
+    /// Ceiling of the retry delay in milliseconds.
+    pub max_backoff_ms: u64,
+    /// Seconds in-flight lines may still finish after a cancel.
+    pub cancel_grace_seconds: u64,
+    /// Accepted `completion_window` values (`"24h"`, or e.g. `"1h"`, `"30s"`).
+    pub completion_windows: Vec<String>,
+    /// Validation errors reported in `errors.data` at most.
+    pub max_reported_errors: usize,
+    /// Seconds a claimed batch stays leased to one gateway instance without
+    /// a heartbeat before another may take it over.
+    pub lease_seconds: u64,
+    /// Default `max_parallel_requests` of a deployment.
+    pub default_max_parallel_requests: usize,
+    /// Default per-request timeout in seconds.
+    pub default_timeout_seconds: f64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_lines: 50_000,
+            max_input_mb: 200,
+            max_attempts: 5,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            cancel_grace_seconds: 30,
+            completion_windows: vec!["24h".to_string()],
+            max_reported_errors: 1000,
+            lease_seconds: 30,
+            default_max_parallel_requests: 64,
+            default_timeout_seconds: 600.0,
+        }
+    }
+}
+
+impl BatchSettings {
+    pub fn max_input_bytes(&self) -> u64 {
+        self.max_input_mb.saturating_mul(1_000_000)
+    }
+}
+
+/// Parses a window like `24h`, `90m`, `30s`, `2d` into seconds.
+pub fn window_seconds(window: &str) -> Option<u64> {
+    let (digits, unit) = window.split_at(window.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|s| *s > 0)
+}

@@ -1,0 +1,17 @@
+//! Where batchgate keeps things. Metadata goes through the [`MetaStore`] trait
+//! (SQLite via sqlx by default; the trait uses no SQLite-only semantics so a
+//! Postgres backend can implement it), bytes through [`Blobs`], a thin layer
+//! over `object_store` (local disk by default, S3 later). An upload becomes
+//! visible only once its bytes are complete and its row is committed.
+
+mod blob;
+mod error;
+mod meta;
+mod records;
+mod sqlite;
+
+pub use blob::{Blobs, PutOutcome};
+pub use error::StoreError;
+pub use meta::{MetaStore, Page};
+pub use records::{FileFilter, FileRecord, Owner};
+pub use sqlite::SqliteStore;

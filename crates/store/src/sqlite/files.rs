@@ -1,0 +1,243 @@
+//! `MetaStore` for SQLite: files.
+
+use async_trait::async_trait;
+use batchgate_core::{FileObject, FilePurpose, FileStatus, ListOrder};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::SqliteStore;
+use crate::{FileFilter, FileRecord, MetaStore, Owner, Page, StoreError};
+
+const FILE_COLUMNS: &str = "key, public_id, bytes, created_at, filename, purpose, status, \
+     expires_at, status_details, deployment_id, model_name, blob_path, upstream_id, owner_key, owner_team";
+
+#[async_trait]
+impl MetaStore for SqliteStore {
+    async fn insert_file(&self, f: &FileRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO files (key, public_id, bytes, created_at, filename, purpose, status, \
+             expires_at, status_details, deployment_id, model_name, blob_path, upstream_id, owner_key, owner_team) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&f.key)
+        .bind(&f.object.id)
+        .bind(i64::try_from(f.object.bytes).unwrap_or(i64::MAX))
+        .bind(f.object.created_at)
+        .bind(&f.object.filename)
+        .bind(f.object.purpose.as_str())
+        .bind(status_str(f.object.status))
+        .bind(f.object.expires_at)
+        .bind(&f.object.status_details)
+        .bind(&f.deployment_id)
+        .bind(&f.model_name)
+        .bind(&f.blob_path)
+        .bind(&f.upstream_id)
+        .bind(&f.owner.key_id)
+        .bind(&f.owner.team_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn get_file(&self, key: &str, now: i64) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+        ))
+        .bind(key)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| file_from_row(&r)).transpose()
+    }
+
+    async fn list_files(
+        &self,
+        filter: &FileFilter,
+        after: Option<&str>,
+        limit: u32,
+        order: ListOrder,
+    ) -> Result<Page<FileRecord>, StoreError> {
+        let cursor: Option<i64> = match after {
+            None => None,
+            Some(key) => {
+                let seq = sqlx::query_scalar("SELECT seq FROM files WHERE key = ?")
+                    .bind(key)
+                    .fetch_optional(self.pool())
+                    .await?;
+                match seq {
+                    Some(seq) => Some(seq),
+                    None => return Ok(Page { items: vec![], has_more: false }),
+                }
+            }
+        };
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE (expires_at IS NULL OR expires_at > "
+        ));
+        q.push_bind(filter.now).push(")");
+        if let Some(purpose) = filter.purpose {
+            q.push(" AND purpose = ").push_bind(purpose.as_str());
+        }
+        if let Some(dep) = &filter.deployment_id {
+            q.push(" AND deployment_id = ").push_bind(dep.clone());
+        }
+        if !filter.caller.is_master {
+            q.push(" AND (owner_key = ")
+                .push_bind(filter.caller.key_id.clone())
+                .push(" OR owner_team = ")
+                .push_bind(filter.caller.team_id.clone())
+                .push(")");
+        }
+        let (cmp, dir) = match order {
+            ListOrder::Asc => (">", "ASC"),
+            ListOrder::Desc => ("<", "DESC"),
+        };
+        if let Some(seq) = cursor {
+            q.push(format!(" AND seq {cmp} ")).push_bind(seq);
+        }
+        q.push(format!(" ORDER BY seq {dir} LIMIT "))
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(self.pool()).await?;
+        let mut items = rows.iter().map(file_from_row).collect::<Result<Vec<_>, _>>()?;
+        let has_more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok(Page { items, has_more })
+    }
+
+    async fn delete_file(&self, key: &str) -> Result<Option<FileRecord>, StoreError> {
+        let row = sqlx::query(&format!("DELETE FROM files WHERE key = ? RETURNING {FILE_COLUMNS}"))
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| file_from_row(&r)).transpose()
+    }
+
+    async fn take_expired_files(&self, now: i64, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "DELETE FROM files WHERE seq IN (SELECT seq FROM files WHERE expires_at IS NOT NULL \
+             AND expires_at <= ? LIMIT ?) RETURNING {FILE_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(file_from_row).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
+        Ok(())
+    }
+}
+
+fn status_str(s: FileStatus) -> &'static str {
+    match s {
+        FileStatus::Uploaded => "uploaded",
+        FileStatus::Processed => "processed",
+        FileStatus::Error => "error",
+    }
+}
+
+fn file_from_row(r: &SqliteRow) -> Result<FileRecord, StoreError> {
+    let purpose: String = r.try_get("purpose")?;
+    let status: String = r.try_get("status")?;
+    let bytes: i64 = r.try_get("bytes")?;
+    Ok(FileRecord {
+        key: r.try_get("key")?,
+        object: FileObject {
+            id: r.try_get("public_id")?,
+            object: "file".to_string(),
+            bytes: u64::try_from(bytes).unwrap_or_default(),
+            created_at: r.try_get("created_at")?,
+            filename: r.try_get("filename")?,
+            purpose: FilePurpose::parse(&purpose)
+                .ok_or_else(|| StoreError::Corrupt(format!("file purpose {purpose:?}")))?,
+            status: match status.as_str() {
+                "uploaded" => FileStatus::Uploaded,
+                "processed" => FileStatus::Processed,
+                "error" => FileStatus::Error,
+                other => return Err(StoreError::Corrupt(format!("file status {other:?}"))),
+            },
+            expires_at: r.try_get("expires_at")?,
+            status_details: r.try_get("status_details")?,
+        },
+        deployment_id: r.try_get("deployment_id")?,
+        model_name: r.try_get("model_name")?,
+        blob_path: r.try_get("blob_path")?,
+        upstream_id: r.try_get("upstream_id")?,
+        owner: Owner {
+            key_id: r.try_get("owner_key")?,
+            team_id: r.try_get("owner_team")?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use batchgate_core::Caller;
+
+    fn record(key: &str, created_at: i64, purpose: FilePurpose, expires_at: Option<i64>) -> FileRecord {
+        let mut object = FileObject::new(&format!("file-{key}"), 3, created_at, "a.jsonl", purpose);
+        object.expires_at = expires_at;
+        FileRecord {
+            key: key.to_string(),
+            object,
+            deployment_id: "dep".into(),
+            model_name: "m".into(),
+            blob_path: Some(format!("files/{key}")),
+            upstream_id: None,
+            owner: Owner::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn files_persist_list_paginate_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        for i in 0..5 {
+            store.insert_file(&record(&format!("k{i}"), 100 + i, FilePurpose::Batch, None)).await.unwrap();
+        }
+        store.insert_file(&record("old", 50, FilePurpose::UserData, Some(60))).await.unwrap();
+        drop(store);
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let filter = FileFilter { caller: Caller::master(), now: 1000, ..Default::default() };
+        let first = store.list_files(&filter, None, 2, ListOrder::Desc).await.unwrap();
+        let keys: Vec<_> = first.items.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["k4", "k3"]);
+        assert!(first.has_more);
+        let rest = store.list_files(&filter, Some("k3"), 10, ListOrder::Desc).await.unwrap();
+        let keys: Vec<_> = rest.items.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["k2", "k1", "k0"], "the expired file is not listed");
+        assert!(!rest.has_more);
+        let done = store.list_files(&filter, Some("k0"), 10, ListOrder::Desc).await.unwrap();
+        assert!(done.items.is_empty());
+        let asc = store.list_files(&filter, Some("k3"), 10, ListOrder::Asc).await.unwrap();
+        assert_eq!(asc.items.len(), 1);
+
+        assert!(store.get_file("old", 1000).await.unwrap().is_none());
+        let expired = store.take_expired_files(1000, 10).await.unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(store.delete_file("k1").await.unwrap().map(|f| f.key), Some("k1".into()));
+        assert!(store.get_file("k1", 0).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn listings_respect_ownership() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
+        let mut mine = record("mine", 1, FilePurpose::Batch, None);
+        mine.owner = Owner { key_id: Some("key-a".into()), team_id: Some("team-1".into()) };
+        let mut theirs = record("theirs", 2, FilePurpose::Batch, None);
+        theirs.owner = Owner { key_id: Some("key-b".into()), team_id: Some("team-2".into()) };
+        store.insert_file(&mine).await.unwrap();
+        store.insert_file(&theirs).await.unwrap();
+        let caller = Caller { key_id: Some("key-c".into()), team_id: Some("team-1".into()), is_master: false };
+        let filter = FileFilter { caller, now: 0, ..Default::default() };
+        let page = store.list_files(&filter, None, 10, ListOrder::Desc).await.unwrap();
+        let keys: Vec<_> = page.items.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["mine"]);
+    }
+}
