@@ -1,0 +1,69 @@
+//! # batchgate-mock-vllm
+//!
+//! A stand-in for `vllm serve` (vLLM's OpenAI-compatible server) with
+//! deterministic answers, latency and fault injection. Used by batchgate's
+//! tests, benchmarks and quickstart. No model runs: answers are made from the
+//! request text, so expected usage can be computed by hand.
+//!
+//! ## Contents
+//!
+//! - **Starting a server** — [`MockVllm::start`] / [`MockVllm::start_on`]
+//!   return a [`MockHandle`] ([`MockHandle::base_url`], [`MockHandle::stats`],
+//!   [`MockHandle::reset`], [`MockHandle::set_faults`], [`MockHandle::shutdown`];
+//!   dropping the handle also stops the server). The `mock-vllm` binary wraps
+//!   the same thing for use as a separate process (`mock-vllm --help`).
+//! - **Configuration** — [`MockConfig`] (served models, API key, latency,
+//!   seed) and [`Faults`] (500s, 429s with `Retry-After`, dropped connections,
+//!   hangs, and "fail the first N attempts of each body").
+//! - **Token accounting** — [`prompt_tokens_of`], [`completion_tokens_of`]:
+//!   one token per whitespace-separated word; 16 completion tokens per choice
+//!   unless `max_tokens`/`max_completion_tokens` is smaller. Replies read
+//!   `"mock reply 1 2 3 ..."` with exactly that many words ([`reply_text`]).
+//! - **Counters** — [`MockStats`], keyed by endpoint and by [`body_digest`].
+//!
+//! ## HTTP surface
+//!
+//! | route | behaviour |
+//! |---|---|
+//! | `POST /v1/chat/completions` | `chat.completion`; `n` choices; `finish_reason` is `"length"` when `max_tokens` ≤ 16 was given, else `"stop"` |
+//! | `POST /v1/completions` | `text_completion`; `n` choices per prompt (string, strings, token ids) |
+//! | `POST /v1/embeddings` | `list` of 8-float unit vectors derived from each input's hash ([`embedding_of`]); `encoding_format: "base64"` supported |
+//! | `POST /v1/score` | `text_1` × `text_2` pairs scored by word overlap ([`similarity`]) |
+//! | `POST /v1/rerank` | `query` × `documents`, sorted by relevance, `top_n` honoured |
+//! | `GET /v1/models` | the served models, `owned_by: "vllm"`, `max_model_len: 4096` |
+//! | `GET /health` | 200, empty body |
+//! | `GET /metrics` | a few `vllm:*` Prometheus series |
+//! | `GET /mock/stats` | [`MockStats`] as JSON |
+//! | `POST /mock/reset` | zero the counters (204) |
+//! | `GET`/`POST /mock/faults` | read / patch [`Faults`] (fields given replace the current ones) |
+//!
+//! Errors use vLLM's body `{"error":{"message","type","param","code"}}` with
+//! an integer `code`: unknown model → 404 `NotFoundError` (``The model `X`
+//! does not exist.``); malformed JSON, missing `model`, invalid fields or
+//! `"stream": true` → 400 `BadRequestError`. With an API key configured,
+//! `/v1/*` without `Authorization: Bearer <key>` → 401 `{"error":"Unauthorized"}`.
+//!
+//! ## Order of events for an inference request
+//!
+//! 1. counted in [`MockStats::requests`] and [`MockStats::by_endpoint`];
+//! 2. API key checked (401);
+//! 3. counted in [`MockStats::by_body`]; the fault is chosen ([`Faults`]);
+//!    a hang stops here;
+//! 4. the configured latency elapses;
+//! 5. a drop, 500 or 429 fault is applied;
+//! 6. the body is validated (400/404) and answered; 200s count in
+//!    [`MockStats::succeeded`].
+
+mod config;
+mod responses;
+mod routes;
+mod server;
+mod state;
+mod stats;
+mod usage;
+
+pub use config::{Faults, MockConfig, DEFAULT_MODEL};
+pub use responses::{embedding_of, reply_text, similarity, EMBEDDING_DIM};
+pub use server::{MockHandle, MockVllm, SHUTDOWN_GRACE};
+pub use stats::MockStats;
+pub use usage::{body_digest, completion_tokens_of, prompt_tokens_of, DEFAULT_COMPLETION_TOKENS};
