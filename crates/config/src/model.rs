@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use batchgate_core::{BatchApiMode, Deployment};
+use batchgate_core::Deployment;
 use sha2::{Digest, Sha256};
 
 use crate::raw::{self, RawModel};
@@ -74,7 +74,10 @@ impl Config {
             }
         }
         if raw.batch_settings.max_attempts == 0 {
-            return Err(ConfigError::invalid("batch_settings.max_attempts", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "batch_settings.max_attempts",
+                "must be at least 1",
+            ));
         }
         Ok(Config {
             deployments,
@@ -99,17 +102,26 @@ fn deployment(
     let (provider, served) = params.model.split_once('/').ok_or_else(|| {
         ConfigError::invalid(
             at("litellm_params.model"),
-            format!("\"{}\" must be <provider>/<model>, e.g. hosted_vllm/meta-llama/Llama-2-7b-chat-hf", params.model),
+            format!(
+                "\"{}\" must be <provider>/<model>, e.g. hosted_vllm/meta-llama/Llama-2-7b-chat-hf",
+                params.model
+            ),
         )
     })?;
     if !providers.contains(&provider) {
         return Err(ConfigError::invalid(
             at("litellm_params.model"),
-            format!("unknown provider \"{provider}\" (known: {})", providers.join(", ")),
+            format!(
+                "unknown provider \"{provider}\" (known: {})",
+                providers.join(", ")
+            ),
         ));
     }
     if served.is_empty() {
-        return Err(ConfigError::invalid(at("litellm_params.model"), "model name after the provider is empty"));
+        return Err(ConfigError::invalid(
+            at("litellm_params.model"),
+            "model name after the provider is empty",
+        ));
     }
     let env_prefix = provider.to_ascii_uppercase();
     let api_base = params
@@ -121,8 +133,12 @@ fn deployment(
                 format!("missing (set it, or the environment variable {env_prefix}_API_BASE)"),
             )
         })?;
-    let api_base = normalize_api_base(&api_base)
-        .ok_or_else(|| ConfigError::invalid(at("litellm_params.api_base"), format!("\"{api_base}\" is not an http(s) URL")))?;
+    let api_base = normalize_api_base(&api_base).ok_or_else(|| {
+        ConfigError::invalid(
+            at("litellm_params.api_base"),
+            format!("\"{api_base}\" is not an http(s) URL"),
+        )
+    })?;
     let api_key = params
         .api_key
         .or_else(|| env(&format!("{env_prefix}_API_KEY")))
@@ -131,11 +147,17 @@ fn deployment(
         .max_parallel_requests
         .unwrap_or(batch.default_max_parallel_requests);
     if max_parallel_requests == 0 {
-        return Err(ConfigError::invalid(at("litellm_params.max_parallel_requests"), "must be at least 1"));
+        return Err(ConfigError::invalid(
+            at("litellm_params.max_parallel_requests"),
+            "must be at least 1",
+        ));
     }
     let timeout = params.timeout.unwrap_or(batch.default_timeout_seconds);
     if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(ConfigError::invalid(at("litellm_params.timeout"), "must be a positive number of seconds"));
+        return Err(ConfigError::invalid(
+            at("litellm_params.timeout"),
+            "must be a positive number of seconds",
+        ));
     }
     let endpoints = match params.endpoints {
         Some(list) => {
@@ -143,7 +165,10 @@ fn deployment(
                 if !DEFAULT_ENDPOINTS.contains(&e.as_str()) {
                     return Err(ConfigError::invalid(
                         at(&format!("litellm_params.endpoints[{j}]")),
-                        format!("unsupported endpoint \"{e}\" (supported: {})", DEFAULT_ENDPOINTS.join(", ")),
+                        format!(
+                            "unsupported endpoint \"{e}\" (supported: {})",
+                            DEFAULT_ENDPOINTS.join(", ")
+                        ),
                     ));
                 }
             }
@@ -186,7 +211,6 @@ fn derived_id(model_name: &str, model: &str, api_base: &str) -> String {
     let digest = Sha256::digest(format!("{model_name}\n{model}\n{api_base}").as_bytes());
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
-
 
 #[cfg(test)]
 mod tests;

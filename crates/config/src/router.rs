@@ -29,7 +29,10 @@ impl Router {
             if !groups.contains_key(&d.model_name) {
                 names.push(d.model_name.clone());
             }
-            groups.entry(d.model_name.clone()).or_default().push(d.clone());
+            groups
+                .entry(d.model_name.clone())
+                .or_default()
+                .push(d.clone());
             by_tag.insert(DeploymentTag::of(&d.id), d.clone());
         }
         Router {

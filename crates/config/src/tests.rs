@@ -23,13 +23,21 @@ fn the_seed_config_works_as_written() {
     assert_eq!(d.model_name, "my-vllm-model");
     assert_eq!(d.provider, "hosted_vllm");
     assert_eq!(d.served_model, "meta-llama/Llama-2-7b-chat-hf");
-    assert_eq!(d.url("/chat/completions"), "http://localhost:8000/v1/chat/completions");
+    assert_eq!(
+        d.url("/chat/completions"),
+        "http://localhost:8000/v1/chat/completions"
+    );
     assert_eq!(cfg.general.max_file_size_mb, 512);
 }
 
 #[test]
 fn api_base_with_or_without_v1_means_the_same_server() {
-    for base in ["http://h:8000", "http://h:8000/", "http://h:8000/v1", "http://h:8000/v1/"] {
+    for base in [
+        "http://h:8000",
+        "http://h:8000/",
+        "http://h:8000/v1",
+        "http://h:8000/v1/",
+    ] {
         let cfg = parse(&format!(
             "model_list:\n- model_name: m\n  litellm_params:\n    model: hosted_vllm/x\n    api_base: {base}\n"
         ))
@@ -45,7 +53,10 @@ fn unknown_provider_names_the_field_path() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.starts_with("model_list[1].litellm_params.model: unknown provider \"foo\""), "{err}");
+    assert!(
+        err.starts_with("model_list[1].litellm_params.model: unknown provider \"foo\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -55,7 +66,10 @@ fn type_errors_name_the_field_path() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.starts_with("model_list[0].litellm_params.max_parallel_requests"), "{err}");
+    assert!(
+        err.starts_with("model_list[0].litellm_params.max_parallel_requests"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -83,7 +97,10 @@ fn os_environ_values_and_env_fallbacks_are_resolved() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.starts_with("general_settings.master_key: environment variable MISSING"), "{err}");
+    assert!(
+        err.starts_with("general_settings.master_key: environment variable MISSING"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -91,7 +108,10 @@ fn missing_api_base_is_reported() {
     let err = parse("model_list:\n- model_name: m\n  litellm_params:\n    model: hosted_vllm/x\n")
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("model_list[0].litellm_params.api_base"), "{err}");
+    assert!(
+        err.starts_with("model_list[0].litellm_params.api_base"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -107,7 +127,10 @@ fn replicas_share_a_model_name_and_are_picked_in_turn() {
     assert_ne!(first, second);
     assert_eq!(router.sole_model(), None);
     let d = router.pick("other").unwrap();
-    assert_eq!(router.by_tag(&Router::tag_of(&d)).unwrap().api_base, "http://c");
+    assert_eq!(
+        router.by_tag(&Router::tag_of(&d)).unwrap().api_base,
+        "http://c"
+    );
     assert_eq!(router.model_names(), ["m".to_string(), "other".to_string()]);
 }
 
@@ -128,7 +151,10 @@ fn bad_completion_window_is_rejected() {
     let err = parse("batch_settings:\n  completion_windows: ['24h', 'soon']\n")
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("batch_settings.completion_windows[1]"), "{err}");
+    assert!(
+        err.starts_with("batch_settings.completion_windows[1]"),
+        "{err}"
+    );
     assert_eq!(window_seconds("24h"), Some(86_400));
     assert_eq!(window_seconds("30s"), Some(30));
     assert_eq!(window_seconds("h"), None);

@@ -55,7 +55,10 @@ impl BatchStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            BatchStatus::Failed | BatchStatus::Completed | BatchStatus::Expired | BatchStatus::Cancelled
+            BatchStatus::Failed
+                | BatchStatus::Completed
+                | BatchStatus::Expired
+                | BatchStatus::Cancelled
         )
     }
 }
@@ -229,10 +232,28 @@ mod tests {
         };
         let v = serde_json::to_value(&b).unwrap_or_default();
         let keys = [
-            "id", "object", "endpoint", "model", "errors", "input_file_id", "completion_window",
-            "status", "output_file_id", "error_file_id", "created_at", "in_progress_at",
-            "expires_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
-            "cancelling_at", "cancelled_at", "request_counts", "metadata", "usage",
+            "id",
+            "object",
+            "endpoint",
+            "model",
+            "errors",
+            "input_file_id",
+            "completion_window",
+            "status",
+            "output_file_id",
+            "error_file_id",
+            "created_at",
+            "in_progress_at",
+            "expires_at",
+            "finalizing_at",
+            "completed_at",
+            "failed_at",
+            "expired_at",
+            "cancelling_at",
+            "cancelled_at",
+            "request_counts",
+            "metadata",
+            "usage",
         ];
         for k in keys {
             assert!(v.get(k).is_some(), "missing key {k}");

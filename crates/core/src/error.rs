@@ -76,14 +76,22 @@ impl ApiError {
 
     /// 404 for an object the caller cannot see — including forged IDs.
     pub fn not_found(object: &str, id: &str) -> Self {
-        Self::new(404, "invalid_request_error", format!("No such {object}: '{id}'."))
-            .with_code("not_found")
+        Self::new(
+            404,
+            "invalid_request_error",
+            format!("No such {object}: '{id}'."),
+        )
+        .with_code("not_found")
     }
 
     /// 405 for a known path with the wrong method.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "invalid_request_error", "Method not allowed for this path.")
-            .with_code("method_not_allowed")
+        Self::new(
+            405,
+            "invalid_request_error",
+            "Method not allowed for this path.",
+        )
+        .with_code("method_not_allowed")
     }
 
     /// 409: the object is not in a state that allows this.
@@ -121,7 +129,11 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.body.kind, self.body.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status, self.body.kind, self.body.message
+        )
     }
 }
 
@@ -166,7 +178,8 @@ mod tests {
 
     #[test]
     fn envelope_always_has_four_keys() {
-        let v = serde_json::to_value(ApiError::invalid_request("bad").envelope()).unwrap_or_default();
+        let v =
+            serde_json::to_value(ApiError::invalid_request("bad").envelope()).unwrap_or_default();
         let e = &v["error"];
         for key in ["message", "type", "param", "code"] {
             assert!(e.get(key).is_some(), "missing {key}");

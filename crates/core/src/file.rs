@@ -113,7 +113,13 @@ pub struct FileObject {
 
 impl FileObject {
     /// A processed file with no expiry.
-    pub fn new(id: &str, bytes: u64, created_at: i64, filename: &str, purpose: FilePurpose) -> Self {
+    pub fn new(
+        id: &str,
+        bytes: u64,
+        created_at: i64,
+        filename: &str,
+        purpose: FilePurpose,
+    ) -> Self {
         FileObject {
             id: id.to_string(),
             object: "file".to_string(),

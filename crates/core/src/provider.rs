@@ -127,16 +127,25 @@ pub trait FileApi: Send + Sync {
         upload: Upload,
     ) -> Result<FileObject, ApiError>;
 
-    async fn retrieve_file(&self, ctx: &RequestCtx, file: &ObjectRef)
-        -> Result<FileObject, ApiError>;
+    async fn retrieve_file(
+        &self,
+        ctx: &RequestCtx,
+        file: &ObjectRef,
+    ) -> Result<FileObject, ApiError>;
 
     /// Streams the file's bytes.
-    async fn file_content(&self, ctx: &RequestCtx, file: &ObjectRef)
-        -> Result<FileContent, ApiError>;
+    async fn file_content(
+        &self,
+        ctx: &RequestCtx,
+        file: &ObjectRef,
+    ) -> Result<FileContent, ApiError>;
 
     /// Removes metadata and bytes.
-    async fn delete_file(&self, ctx: &RequestCtx, file: &ObjectRef)
-        -> Result<DeletedFile, ApiError>;
+    async fn delete_file(
+        &self,
+        ctx: &RequestCtx,
+        file: &ObjectRef,
+    ) -> Result<DeletedFile, ApiError>;
 
     /// Lists the files of one deployment. Providers whose files all live in
     /// the gateway's catalog need not implement it: the HTTP layer lists

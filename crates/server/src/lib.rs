@@ -1,1 +1,19 @@
-//! placeholder
+//! batchgate's HTTP layer: OpenAI's Files and Batch routes (at `/v1/...` and
+//! `/...`), bearer-key auth, `x-request-id` on every response, and one rule
+//! for failures: every error a client sees is the OpenAI envelope, and
+//! nothing a client sends makes the server panic or answer 500.
+//! Routes resolve which provider serves a call from the object's ID (or the
+//! model named at upload) and call it through the `FileApi`/`BatchApi` traits.
+
+mod app;
+mod auth;
+mod error;
+mod extract;
+mod files;
+mod registry;
+mod upload;
+
+pub use app::{router, serve, AppState};
+pub use auth::Auth;
+pub use error::HttpError;
+pub use registry::Providers;

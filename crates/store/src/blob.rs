@@ -133,13 +133,22 @@ mod tests {
     async fn round_trips_and_enforces_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::local(dir.path()).unwrap();
-        let ok = blobs.put_stream("files/a", body(vec![b"hello ", b"world"]), 100).await.unwrap();
+        let ok = blobs
+            .put_stream("files/a", body(vec![b"hello ", b"world"]), 100)
+            .await
+            .unwrap();
         assert!(matches!(ok, PutOutcome::Stored { bytes: 11 }));
         assert_eq!(read_all(&blobs, "files/a").await, b"hello world");
 
-        let big = blobs.put_stream("files/b", body(vec![b"0123456789", b"x"]), 10).await.unwrap();
+        let big = blobs
+            .put_stream("files/b", body(vec![b"0123456789", b"x"]), 10)
+            .await
+            .unwrap();
         assert!(matches!(big, PutOutcome::TooLarge));
-        assert!(blobs.get_stream("files/b").await.is_err(), "a refused upload must not be visible");
+        assert!(
+            blobs.get_stream("files/b").await.is_err(),
+            "a refused upload must not be visible"
+        );
 
         let empty = blobs.put_stream("files/c", body(vec![]), 10).await.unwrap();
         assert!(matches!(empty, PutOutcome::Stored { bytes: 0 }));

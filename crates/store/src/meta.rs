@@ -37,7 +37,8 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
 
     /// Removes up to `limit` rows that expired at or before `now` and
     /// returns them.
-    async fn take_expired_files(&self, now: i64, limit: u32) -> Result<Vec<FileRecord>, StoreError>;
+    async fn take_expired_files(&self, now: i64, limit: u32)
+        -> Result<Vec<FileRecord>, StoreError>;
 
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;

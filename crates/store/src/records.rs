@@ -48,7 +48,8 @@ pub struct FileRecord {
 #[derive(Debug, Clone, Default)]
 pub struct FileFilter {
     pub purpose: Option<FilePurpose>,
-    pub deployment_id: Option<String>,
+    /// Only files of this public model name.
+    pub model_name: Option<String>,
     pub caller: Caller,
     /// Files that expired at or before this time are left out.
     pub now: i64,

@@ -66,7 +66,12 @@ impl MetaStore for SqliteStore {
                     .await?;
                 match seq {
                     Some(seq) => Some(seq),
-                    None => return Ok(Page { items: vec![], has_more: false }),
+                    None => {
+                        return Ok(Page {
+                            items: vec![],
+                            has_more: false,
+                        })
+                    }
                 }
             }
         };
@@ -77,8 +82,8 @@ impl MetaStore for SqliteStore {
         if let Some(purpose) = filter.purpose {
             q.push(" AND purpose = ").push_bind(purpose.as_str());
         }
-        if let Some(dep) = &filter.deployment_id {
-            q.push(" AND deployment_id = ").push_bind(dep.clone());
+        if let Some(model) = &filter.model_name {
+            q.push(" AND model_name = ").push_bind(model.clone());
         }
         if !filter.caller.is_master {
             q.push(" AND (owner_key = ")
@@ -97,21 +102,30 @@ impl MetaStore for SqliteStore {
         q.push(format!(" ORDER BY seq {dir} LIMIT "))
             .push_bind(i64::from(limit) + 1);
         let rows = q.build().fetch_all(self.pool()).await?;
-        let mut items = rows.iter().map(file_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut items = rows
+            .iter()
+            .map(file_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let has_more = items.len() > limit as usize;
         items.truncate(limit as usize);
         Ok(Page { items, has_more })
     }
 
     async fn delete_file(&self, key: &str) -> Result<Option<FileRecord>, StoreError> {
-        let row = sqlx::query(&format!("DELETE FROM files WHERE key = ? RETURNING {FILE_COLUMNS}"))
-            .bind(key)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM files WHERE key = ? RETURNING {FILE_COLUMNS}"
+        ))
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| file_from_row(&r)).transpose()
     }
 
-    async fn take_expired_files(&self, now: i64, limit: u32) -> Result<Vec<FileRecord>, StoreError> {
+    async fn take_expired_files(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "DELETE FROM files WHERE seq IN (SELECT seq FROM files WHERE expires_at IS NOT NULL \
              AND expires_at <= ? LIMIT ?) RETURNING {FILE_COLUMNS}"
@@ -177,7 +191,12 @@ mod tests {
     use super::*;
     use batchgate_core::Caller;
 
-    fn record(key: &str, created_at: i64, purpose: FilePurpose, expires_at: Option<i64>) -> FileRecord {
+    fn record(
+        key: &str,
+        created_at: i64,
+        purpose: FilePurpose,
+        expires_at: Option<i64>,
+    ) -> FileRecord {
         let mut object = FileObject::new(&format!("file-{key}"), 3, created_at, "a.jsonl", purpose);
         object.expires_at = expires_at;
         FileRecord {
@@ -197,30 +216,55 @@ mod tests {
         let path = dir.path().join("meta.db");
         let store = SqliteStore::open(&path).await.unwrap();
         for i in 0..5 {
-            store.insert_file(&record(&format!("k{i}"), 100 + i, FilePurpose::Batch, None)).await.unwrap();
+            store
+                .insert_file(&record(&format!("k{i}"), 100 + i, FilePurpose::Batch, None))
+                .await
+                .unwrap();
         }
-        store.insert_file(&record("old", 50, FilePurpose::UserData, Some(60))).await.unwrap();
+        store
+            .insert_file(&record("old", 50, FilePurpose::UserData, Some(60)))
+            .await
+            .unwrap();
         drop(store);
 
         let store = SqliteStore::open(&path).await.unwrap();
-        let filter = FileFilter { caller: Caller::master(), now: 1000, ..Default::default() };
-        let first = store.list_files(&filter, None, 2, ListOrder::Desc).await.unwrap();
+        let filter = FileFilter {
+            caller: Caller::master(),
+            now: 1000,
+            ..Default::default()
+        };
+        let first = store
+            .list_files(&filter, None, 2, ListOrder::Desc)
+            .await
+            .unwrap();
         let keys: Vec<_> = first.items.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, ["k4", "k3"]);
         assert!(first.has_more);
-        let rest = store.list_files(&filter, Some("k3"), 10, ListOrder::Desc).await.unwrap();
+        let rest = store
+            .list_files(&filter, Some("k3"), 10, ListOrder::Desc)
+            .await
+            .unwrap();
         let keys: Vec<_> = rest.items.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, ["k2", "k1", "k0"], "the expired file is not listed");
         assert!(!rest.has_more);
-        let done = store.list_files(&filter, Some("k0"), 10, ListOrder::Desc).await.unwrap();
+        let done = store
+            .list_files(&filter, Some("k0"), 10, ListOrder::Desc)
+            .await
+            .unwrap();
         assert!(done.items.is_empty());
-        let asc = store.list_files(&filter, Some("k3"), 10, ListOrder::Asc).await.unwrap();
+        let asc = store
+            .list_files(&filter, Some("k3"), 10, ListOrder::Asc)
+            .await
+            .unwrap();
         assert_eq!(asc.items.len(), 1);
 
         assert!(store.get_file("old", 1000).await.unwrap().is_none());
         let expired = store.take_expired_files(1000, 10).await.unwrap();
         assert_eq!(expired.len(), 1);
-        assert_eq!(store.delete_file("k1").await.unwrap().map(|f| f.key), Some("k1".into()));
+        assert_eq!(
+            store.delete_file("k1").await.unwrap().map(|f| f.key),
+            Some("k1".into())
+        );
         assert!(store.get_file("k1", 0).await.unwrap().is_none());
     }
 
@@ -229,14 +273,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
         let mut mine = record("mine", 1, FilePurpose::Batch, None);
-        mine.owner = Owner { key_id: Some("key-a".into()), team_id: Some("team-1".into()) };
+        mine.owner = Owner {
+            key_id: Some("key-a".into()),
+            team_id: Some("team-1".into()),
+        };
         let mut theirs = record("theirs", 2, FilePurpose::Batch, None);
-        theirs.owner = Owner { key_id: Some("key-b".into()), team_id: Some("team-2".into()) };
+        theirs.owner = Owner {
+            key_id: Some("key-b".into()),
+            team_id: Some("team-2".into()),
+        };
         store.insert_file(&mine).await.unwrap();
         store.insert_file(&theirs).await.unwrap();
-        let caller = Caller { key_id: Some("key-c".into()), team_id: Some("team-1".into()), is_master: false };
-        let filter = FileFilter { caller, now: 0, ..Default::default() };
-        let page = store.list_files(&filter, None, 10, ListOrder::Desc).await.unwrap();
+        let caller = Caller {
+            key_id: Some("key-c".into()),
+            team_id: Some("team-1".into()),
+            is_master: false,
+        };
+        let filter = FileFilter {
+            caller,
+            now: 0,
+            ..Default::default()
+        };
+        let page = store
+            .list_files(&filter, None, 10, ListOrder::Desc)
+            .await
+            .unwrap();
         let keys: Vec<_> = page.items.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, ["mine"]);
     }

@@ -1,0 +1,65 @@
+//! Wiring: config → store → gateway → providers → HTTP.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use batchgate_config::{Config, Router};
+use batchgate_engine::{system_clock, Gateway, LocalFiles};
+use batchgate_ids::IdCodec;
+use batchgate_server::{AppState, Auth};
+use batchgate_store::{Blobs, SqliteStore};
+
+use crate::{providers, Cli};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(&cli.config, providers::NAMES)?;
+    let auth = match (&config.general.master_key, cli.insecure_no_auth) {
+        (Some(key), _) if !key.is_empty() => Auth::master_key(key.clone()),
+        (_, true) => {
+            tracing::warn!("!!! --insecure-no-auth: every request is served without an API key check !!!");
+            Auth::disabled()
+        }
+        _ => bail!(
+            "general_settings.master_key is not set: set it (e.g. master_key: os.environ/LITELLM_MASTER_KEY) \
+             or pass --insecure-no-auth for a local experiment"
+        ),
+    };
+    std::fs::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("cannot create data dir {}", cli.data_dir.display()))?;
+    let secret = match (
+        &config.general.id_secret,
+        std::env::var("BATCHGATE_ID_SECRET"),
+    ) {
+        (Some(s), _) if !s.is_empty() => s.as_bytes().to_vec(),
+        (_, Ok(s)) if !s.is_empty() => s.into_bytes(),
+        _ => batchgate_ids::secret::load_or_generate(&cli.data_dir)
+            .context("cannot load the ID secret")?,
+    };
+    let store = SqliteStore::open(&cli.data_dir.join("batchgate.db"))
+        .await
+        .context("cannot open the metadata store")?;
+    let blobs = Blobs::local(&cli.data_dir.join("blobs")).context("cannot open the blob store")?;
+    let gw = Gateway {
+        store: Arc::new(store),
+        blobs,
+        codec: Arc::new(IdCodec::new(&secret)),
+        router: Arc::new(Router::new(config.deployments)),
+        general: Arc::new(config.general),
+        batch: Arc::new(config.batch),
+        clock: system_clock(),
+    };
+    let state = AppState {
+        catalog: LocalFiles::new(gw.clone()),
+        providers: providers::register(&gw),
+        spool_dir: cli.data_dir.join("spool"),
+        gw,
+    };
+    let listener = tokio::net::TcpListener::bind((cli.host, cli.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", cli.host, cli.port))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(models = ?state.gw.router.model_names(), "batchgate listening on http://{addr}");
+    println!("batchgate listening on http://{addr}");
+    batchgate_server::serve(listener, state, auth).await?;
+    Ok(())
+}

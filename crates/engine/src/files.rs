@@ -1,0 +1,254 @@
+//! The Files API served from the gateway's own store.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use batchgate_core::{
+    ApiError, DeletedFile, Deployment, FileApi, FileContent, FileObject, FilePurpose, ListPage,
+    ListQuery, ObjectRef, RequestCtx, Upload,
+};
+use batchgate_ids::Kind;
+use batchgate_store::{FileFilter, FileRecord, Owner, PutOutcome};
+
+use crate::Gateway;
+
+/// Files kept by the gateway: bytes in the blob store, metadata in the
+/// catalog. Used for every deployment whose batches the gateway runs.
+#[derive(Debug, Clone)]
+pub struct LocalFiles {
+    gw: Gateway,
+}
+
+impl LocalFiles {
+    pub fn new(gw: Gateway) -> LocalFiles {
+        LocalFiles { gw }
+    }
+
+    /// A visible, unexpired file row, or "not found".
+    pub async fn record(&self, ctx: &RequestCtx, file: &ObjectRef) -> Result<FileRecord, ApiError> {
+        let row = self
+            .gw
+            .store
+            .get_file(&file.local_key, self.gw.now())
+            .await?
+            .ok_or_else(|| ApiError::not_found("file", &file.public_id))?;
+        self.gw
+            .check_visible(&row.owner, &ctx.caller, "file", &file.public_id)?;
+        Ok(row)
+    }
+
+    /// Lists the catalog: every file the caller may see, optionally only
+    /// those of one deployment.
+    pub async fn list(
+        &self,
+        ctx: &RequestCtx,
+        deployment: Option<&Deployment>,
+        query: &ListQuery,
+    ) -> Result<ListPage<FileObject>, ApiError> {
+        let after = match &query.after {
+            None => None,
+            Some(id) => match self.gw.route(Kind::File, id) {
+                Ok(r) => Some(r.local_key),
+                // An unknown cursor means the client paged past the end.
+                Err(_) => return Ok(ListPage::new(vec![], false, |f: &FileObject| &f.id)),
+            },
+        };
+        let filter = FileFilter {
+            purpose: query.purpose,
+            model_name: deployment.map(|d| d.model_name.clone()),
+            caller: ctx.caller.clone(),
+            now: self.gw.now(),
+        };
+        let page = self
+            .gw
+            .store
+            .list_files(&filter, after.as_deref(), query.limit, query.order)
+            .await?;
+        let data = page.items.into_iter().map(|r| r.object).collect();
+        Ok(ListPage::new(data, page.has_more, |f: &FileObject| &f.id))
+    }
+
+    /// Stores bytes the gateway itself produced (batch output and error
+    /// files) as a file of `deployment` owned by `owner`.
+    pub async fn store_generated(
+        &self,
+        deployment: &Deployment,
+        owner: Owner,
+        filename: &str,
+        purpose: FilePurpose,
+        body: batchgate_core::ByteStream,
+        expires_at: Option<i64>,
+    ) -> Result<FileObject, ApiError> {
+        let (public_id, key) = self.gw.new_local_id(Kind::File, deployment)?;
+        let blob_path = blob_path(&key);
+        let bytes = match self.gw.blobs.put_stream(&blob_path, body, u64::MAX).await? {
+            PutOutcome::Stored { bytes } => bytes,
+            PutOutcome::TooLarge => {
+                return Err(ApiError::internal("generated file over the limit"))
+            }
+            PutOutcome::BodyError(e) => {
+                tracing::error!(error = %e, "cannot write a generated file");
+                return Err(ApiError::internal("could not write a result file"));
+            }
+        };
+        let mut object = FileObject::new(&public_id, bytes, self.gw.now(), filename, purpose);
+        object.expires_at = expires_at;
+        self.commit(key, object, deployment, blob_path, owner).await
+    }
+
+    async fn commit(
+        &self,
+        key: String,
+        object: FileObject,
+        deployment: &Deployment,
+        blob_path: String,
+        owner: Owner,
+    ) -> Result<FileObject, ApiError> {
+        let record = FileRecord {
+            key,
+            object,
+            deployment_id: deployment.id.clone(),
+            model_name: deployment.model_name.clone(),
+            blob_path: Some(blob_path.clone()),
+            upstream_id: None,
+            owner,
+        };
+        if let Err(e) = self.gw.store.insert_file(&record).await {
+            // The row never committed: the bytes must not linger unowned.
+            let _ = self.gw.blobs.delete(&blob_path).await;
+            return Err(e.into());
+        }
+        Ok(record.object)
+    }
+
+    /// Deletes files whose expiry passed, rows first so they vanish from the
+    /// API at once, then their bytes. Returns how many were removed.
+    pub async fn sweep_expired(&self) -> Result<usize, ApiError> {
+        let mut removed = 0;
+        loop {
+            let batch = self.gw.store.take_expired_files(self.gw.now(), 500).await?;
+            if batch.is_empty() {
+                return Ok(removed);
+            }
+            removed += batch.len();
+            for file in batch {
+                if let Some(path) = file.blob_path {
+                    if let Err(e) = self.gw.blobs.delete(&path).await {
+                        tracing::warn!(error = %e, path, "could not remove an expired file's bytes");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn blob_path(key: &str) -> String {
+    format!("files/{key}")
+}
+
+#[async_trait]
+impl FileApi for LocalFiles {
+    async fn create_file(
+        &self,
+        ctx: &RequestCtx,
+        deployment: &Arc<Deployment>,
+        upload: Upload,
+    ) -> Result<FileObject, ApiError> {
+        let (public_id, key) = self.gw.new_local_id(Kind::File, deployment)?;
+        let blob_path = blob_path(&key);
+        let limit = self.gw.general.max_file_bytes();
+        let bytes = match self
+            .gw
+            .blobs
+            .put_stream(&blob_path, upload.body, limit)
+            .await?
+        {
+            PutOutcome::Stored { bytes } => bytes,
+            PutOutcome::TooLarge => {
+                return Err(ApiError::too_large(format!(
+                    "File is larger than the limit of {} MB.",
+                    self.gw.general.max_file_size_mb
+                ))
+                .with_param("file"))
+            }
+            PutOutcome::BodyError(e) => {
+                return Err(ApiError::invalid_request(format!(
+                    "Could not read the uploaded file: {e}"
+                ))
+                .with_param("file"))
+            }
+        };
+        let created_at = self.gw.now();
+        let mut object = FileObject::new(
+            &public_id,
+            bytes,
+            created_at,
+            &upload.filename,
+            upload.purpose,
+        );
+        object.expires_at = match (&upload.expires_after, upload.purpose) {
+            (Some(e), _) => {
+                Some(created_at.saturating_add(i64::try_from(e.seconds).unwrap_or(i64::MAX)))
+            }
+            (None, FilePurpose::Batch) => Some(created_at.saturating_add(
+                i64::try_from(self.gw.general.batch_file_expiry_seconds).unwrap_or(i64::MAX),
+            )),
+            (None, _) => None,
+        };
+        self.commit(key, object, deployment, blob_path, Owner::of(&ctx.caller))
+            .await
+    }
+
+    async fn retrieve_file(
+        &self,
+        ctx: &RequestCtx,
+        file: &ObjectRef,
+    ) -> Result<FileObject, ApiError> {
+        Ok(self.record(ctx, file).await?.object)
+    }
+
+    async fn file_content(
+        &self,
+        ctx: &RequestCtx,
+        file: &ObjectRef,
+    ) -> Result<FileContent, ApiError> {
+        let row = self.record(ctx, file).await?;
+        let path = row
+            .blob_path
+            .ok_or_else(|| ApiError::not_found("file", &file.public_id))?;
+        let (size, body) = self.gw.blobs.get_stream(&path).await?;
+        Ok(FileContent {
+            bytes: Some(size),
+            body,
+        })
+    }
+
+    async fn delete_file(
+        &self,
+        ctx: &RequestCtx,
+        file: &ObjectRef,
+    ) -> Result<DeletedFile, ApiError> {
+        self.record(ctx, file).await?;
+        let row = self
+            .gw
+            .store
+            .delete_file(&file.local_key)
+            .await?
+            .ok_or_else(|| ApiError::not_found("file", &file.public_id))?;
+        if let Some(path) = row.blob_path {
+            if let Err(e) = self.gw.blobs.delete(&path).await {
+                tracing::warn!(error = %e, path, "file row deleted but its bytes remain");
+            }
+        }
+        Ok(DeletedFile::new(&file.public_id))
+    }
+
+    async fn list_files(
+        &self,
+        ctx: &RequestCtx,
+        deployment: &Arc<Deployment>,
+        query: &ListQuery,
+    ) -> Result<ListPage<FileObject>, ApiError> {
+        self.list(ctx, Some(deployment), query).await
+    }
+}

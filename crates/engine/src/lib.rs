@@ -1,0 +1,16 @@
+//! The gateway side of batchgate: what runs in the gateway rather than on an
+//! upstream. [`Gateway`] holds the shared parts (store, blobs, ID codec,
+//! router, settings, clock); [`LocalFiles`] serves the Files API from the
+//! gateway's own store for any provider whose upstream has no Files API.
+
+mod clock;
+mod files;
+mod gateway;
+mod lines;
+mod validate;
+
+pub use clock::{system_clock, Clock};
+pub use files::LocalFiles;
+pub use gateway::Gateway;
+pub use lines::{LineReader, RawLine};
+pub use validate::{validate_stream, Outcome, Rules, ValidLine, Validator};

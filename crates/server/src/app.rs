@@ -1,0 +1,181 @@
+//! The router, its shared state, and serving with graceful shutdown.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use batchgate_core::{ApiError, Deployment};
+use batchgate_engine::{Gateway, LocalFiles};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{require_key, Auth};
+use crate::error::HttpError;
+use crate::registry::Providers;
+use crate::{files, upload};
+
+/// Everything handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub gw: Gateway,
+    /// The gateway's catalog of files, for listings that name no model.
+    pub catalog: LocalFiles,
+    pub providers: Providers,
+    /// Where uploads whose file part precedes the form are spooled.
+    pub spool_dir: PathBuf,
+}
+
+impl AppState {
+    /// The deployment an upload goes to: the named model (one replica of it,
+    /// round-robin), or the only configured model when none is named.
+    pub fn resolve_model(&self, model: Option<&str>) -> Result<Arc<Deployment>, ApiError> {
+        let router = &self.gw.router;
+        let configured = || router.model_names().join(", ");
+        match model.or(router.sole_model()) {
+            Some(name) => router.pick(name).ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "Unknown model '{name}'. Configured models: {}.",
+                    configured()
+                ))
+                .with_param("model")
+                .with_code("model_not_found")
+            }),
+            None => Err(ApiError::invalid_request(format!(
+                "No model given: send the 'x-litellm-model' header (or a 'model' form field or ?model=). Configured models: {}.",
+                configured()
+            ))
+            .with_param("model")),
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState, auth: Auth) -> Router {
+    let api = Router::new()
+        .route(
+            "/files",
+            post(upload::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(files::list),
+        )
+        .route(
+            "/files/{file_id}",
+            get(files::retrieve).delete(files::delete),
+        )
+        .route("/files/{file_id}/content", get(files::content));
+    let authed = Router::new()
+        .nest("/v1", api.clone())
+        .merge(api)
+        .route_layer(axum::middleware::from_fn_with_state(auth, require_key));
+    Router::new()
+        .merge(authed)
+        .route("/health/liveliness", get(|| async { "I'm alive!" }))
+        .route("/health/readiness", get(readiness))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http())
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
+}
+
+async fn readiness(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
+    match st.gw.store.ping().await {
+        Ok(()) => {
+            axum::Json(serde_json::json!({"status": "healthy", "db": "connected"})).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store unreachable");
+            HttpError(ApiError::unavailable("The store is unreachable.")).into_response()
+        }
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> HttpError {
+    HttpError(
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            format!("Unknown route: {}", uri.path()),
+        )
+        .with_code("unknown_url"),
+    )
+}
+
+async fn method_not_allowed() -> HttpError {
+    HttpError(ApiError::method_not_allowed())
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a handler panicked");
+    let mut r = HttpError(ApiError::internal("The gateway hit an internal error.")).into_response();
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+/// Serves until SIGINT/SIGTERM, then drains in-flight requests. Also runs
+/// the sweeper that removes expired files.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    auth: Auth,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep_expired(state.catalog.clone()));
+    let app = router(state, auth);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    sweeper.abort();
+    result
+}
+
+async fn sweep_expired(catalog: LocalFiles) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match catalog.sweep_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "expired files removed"),
+            Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
