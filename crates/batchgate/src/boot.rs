@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use batchgate_config::{Config, Router};
-use batchgate_engine::{system_clock, Gateway, LocalFiles};
+use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles};
 use batchgate_ids::IdCodec;
 use batchgate_server::{AppState, Auth};
 use batchgate_store::{Blobs, SqliteStore};
@@ -48,9 +48,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         batch: Arc::new(config.batch),
         clock: system_clock(),
     };
+    let files = LocalFiles::new(gw.clone());
+    let engine = Engine::new(gw.clone(), instance_id(&cli.data_dir)?)?;
+    let _supervisor = engine.start();
     let state = AppState {
-        catalog: LocalFiles::new(gw.clone()),
-        providers: providers::register(&gw),
+        providers: providers::register(&files, &engine),
+        catalog: files,
+        batches: engine,
         spool_dir: cli.data_dir.join("spool"),
         gw,
     };
@@ -62,4 +66,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("batchgate listening on http://{addr}");
     batchgate_server::serve(listener, state, auth).await?;
     Ok(())
+}
+
+/// This process's name in batch leases: stable for one data directory, so a
+/// restarted gateway takes its unfinished batches back at once.
+fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("instance_id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let id = format!(
+        "batchgate-{}",
+        batchgate_ids::request_id().trim_start_matches("req_")
+    );
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }

@@ -68,17 +68,18 @@ impl LocalFiles {
         Ok(ListPage::new(data, page.has_more, |f: &FileObject| &f.id))
     }
 
-    /// Stores bytes the gateway itself produced (batch output and error
-    /// files) as a file of `deployment` owned by `owner`.
-    pub async fn store_generated(
+    /// Writes bytes the gateway itself produced (batch output and error
+    /// files) for `deployment`, owned by `owner`, and returns the row to
+    /// commit — the caller commits it together with the batch's new status,
+    /// so a crash never leaves a result file without its batch.
+    pub async fn write_generated(
         &self,
         deployment: &Deployment,
         owner: Owner,
         filename: &str,
-        purpose: FilePurpose,
         body: batchgate_core::ByteStream,
         expires_at: Option<i64>,
-    ) -> Result<FileObject, ApiError> {
+    ) -> Result<FileRecord, ApiError> {
         let (public_id, key) = self.gw.new_local_id(Kind::File, deployment)?;
         let blob_path = blob_path(&key);
         let bytes = match self.gw.blobs.put_stream(&blob_path, body, u64::MAX).await? {
@@ -91,9 +92,23 @@ impl LocalFiles {
                 return Err(ApiError::internal("could not write a result file"));
             }
         };
-        let mut object = FileObject::new(&public_id, bytes, self.gw.now(), filename, purpose);
+        let mut object = FileObject::new(
+            &public_id,
+            bytes,
+            self.gw.now(),
+            filename,
+            FilePurpose::BatchOutput,
+        );
         object.expires_at = expires_at;
-        self.commit(key, object, deployment, blob_path, owner).await
+        Ok(FileRecord {
+            key,
+            object,
+            deployment_id: deployment.id.clone(),
+            model_name: deployment.model_name.clone(),
+            blob_path: Some(blob_path),
+            upstream_id: None,
+            owner,
+        })
     }
 
     async fn commit(
@@ -229,6 +244,11 @@ impl FileApi for LocalFiles {
         file: &ObjectRef,
     ) -> Result<DeletedFile, ApiError> {
         self.record(ctx, file).await?;
+        if self.gw.store.file_in_use(&file.local_key).await? {
+            return Err(ApiError::conflict(
+                "This file is the input of a batch that has not ended; cancel the batch or wait for it to end.",
+            ));
+        }
         let row = self
             .gw
             .store

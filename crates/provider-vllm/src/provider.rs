@@ -7,22 +7,23 @@ use batchgate_core::{
     ApiError, Batch, BatchApi, CreateBatchRequest, DeletedFile, Deployment, FileApi, FileContent,
     FileObject, ListPage, ListQuery, ObjectRef, Provider, RequestCtx, Upload,
 };
-use batchgate_engine::{Gateway, LocalFiles};
+use batchgate_engine::{Engine, LocalFiles};
 
 /// The `hosted_vllm` provider.
 #[derive(Debug, Clone)]
 pub struct VllmProvider {
     files: LocalFiles,
+    engine: Engine,
 }
 
 impl VllmProvider {
     /// The provider name, as written in `litellm_params.model`.
     pub const NAME: &'static str = "hosted_vllm";
 
-    pub fn new(gw: Gateway) -> VllmProvider {
-        VllmProvider {
-            files: LocalFiles::new(gw),
-        }
+    /// A provider whose files live in `files` and whose batches run on
+    /// `engine`.
+    pub fn new(files: LocalFiles, engine: Engine) -> VllmProvider {
+        VllmProvider { files, engine }
     }
 }
 
@@ -69,21 +70,27 @@ impl FileApi for VllmProvider {
 impl BatchApi for VllmProvider {
     async fn create_batch(
         &self,
-        _: &RequestCtx,
+        ctx: &RequestCtx,
         input: &ObjectRef,
-        _: CreateBatchRequest,
+        req: CreateBatchRequest,
     ) -> Result<Batch, ApiError> {
-        Err(ApiError::invalid_request(format!(
-            "batches are not available yet for {}",
-            input.public_id
-        )))
+        self.engine.create(ctx, input, req).await
     }
 
-    async fn retrieve_batch(&self, _: &RequestCtx, b: &ObjectRef) -> Result<Batch, ApiError> {
-        Err(ApiError::not_found("batch", &b.public_id))
+    async fn retrieve_batch(&self, ctx: &RequestCtx, b: &ObjectRef) -> Result<Batch, ApiError> {
+        self.engine.retrieve(ctx, b).await
     }
 
-    async fn cancel_batch(&self, _: &RequestCtx, b: &ObjectRef) -> Result<Batch, ApiError> {
-        Err(ApiError::not_found("batch", &b.public_id))
+    async fn cancel_batch(&self, ctx: &RequestCtx, b: &ObjectRef) -> Result<Batch, ApiError> {
+        self.engine.cancel(ctx, b).await
+    }
+
+    async fn list_batches(
+        &self,
+        ctx: &RequestCtx,
+        _: &Arc<Deployment>,
+        q: &ListQuery,
+    ) -> Result<ListPage<Batch>, ApiError> {
+        self.engine.list(ctx, q).await
     }
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use batchgate_core::{ApiError, Deployment};
-use batchgate_engine::{Gateway, LocalFiles};
+use batchgate_engine::{Engine, Gateway, LocalFiles};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,7 +19,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::{require_key, Auth};
 use crate::error::HttpError;
 use crate::registry::Providers;
-use crate::{files, upload};
+use crate::{batches, files, upload};
 
 /// Everything handlers share.
 #[derive(Clone, Debug)]
@@ -27,6 +27,8 @@ pub struct AppState {
     pub gw: Gateway,
     /// The gateway's catalog of files, for listings that name no model.
     pub catalog: LocalFiles,
+    /// The gateway's batches, for listings.
+    pub batches: Engine,
     pub providers: Providers,
     /// Where uploads whose file part precedes the form are spooled.
     pub spool_dir: PathBuf,
@@ -69,7 +71,10 @@ pub fn router(state: AppState, auth: Auth) -> Router {
             "/files/{file_id}",
             get(files::retrieve).delete(files::delete),
         )
-        .route("/files/{file_id}/content", get(files::content));
+        .route("/files/{file_id}/content", get(files::content))
+        .route("/batches", post(batches::create).get(batches::list))
+        .route("/batches/{batch_id}", get(batches::retrieve))
+        .route("/batches/{batch_id}/cancel", post(batches::cancel));
     let authed = Router::new()
         .nest("/v1", api.clone())
         .merge(api)

@@ -7,6 +7,7 @@
 
 mod app;
 mod auth;
+mod batches;
 mod error;
 mod extract;
 mod files;

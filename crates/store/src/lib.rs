@@ -12,6 +12,6 @@ mod sqlite;
 
 pub use blob::{Blobs, PutOutcome};
 pub use error::StoreError;
-pub use meta::{MetaStore, Page};
-pub use records::{FileFilter, FileRecord, Owner};
+pub use meta::{BatchStore, FileStore, MetaStore, Page};
+pub use records::{BatchRecord, FileFilter, FileRecord, LineResult, LineUsage, Owner, Transition};
 pub use sqlite::SqliteStore;

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use batchgate_core::ListOrder;
 
-use crate::{FileFilter, FileRecord, StoreError};
+use crate::{BatchRecord, FileFilter, FileRecord, LineResult, StoreError, Transition};
+use batchgate_core::Caller;
 
 /// One page of a listing.
 #[derive(Debug, Clone)]
@@ -12,10 +13,18 @@ pub struct Page<T> {
     pub has_more: bool,
 }
 
-/// Object metadata. Implementations must make every write atomic and
-/// durable once the call returns: the HTTP layer acknowledges right after.
+/// All metadata: files and batches. Implementations must make every write
+/// atomic and durable once the call returns: the HTTP layer acknowledges
+/// right after.
 #[async_trait]
-pub trait MetaStore: Send + Sync + std::fmt::Debug {
+pub trait MetaStore: FileStore + BatchStore + Send + Sync + std::fmt::Debug {
+    /// Cheap reachability check for readiness probes.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// File metadata.
+#[async_trait]
+pub trait FileStore: Send + Sync {
     /// Commits a new file row; it is visible from then on.
     async fn insert_file(&self, file: &FileRecord) -> Result<(), StoreError>;
 
@@ -39,7 +48,77 @@ pub trait MetaStore: Send + Sync + std::fmt::Debug {
     /// returns them.
     async fn take_expired_files(&self, now: i64, limit: u32)
         -> Result<Vec<FileRecord>, StoreError>;
+}
 
-    /// Cheap reachability check for readiness probes.
-    async fn ping(&self) -> Result<(), StoreError>;
+/// Batch metadata and the per-line journal.
+#[async_trait]
+pub trait BatchStore: Send + Sync {
+    /// Commits a new batch row.
+    async fn insert_batch(&self, batch: &BatchRecord) -> Result<(), StoreError>;
+
+    async fn get_batch(&self, key: &str) -> Result<Option<BatchRecord>, StoreError>;
+
+    /// Batches the caller may see, newest first; `after` as for files.
+    async fn list_batches(
+        &self,
+        caller: &Caller,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<BatchRecord>, StoreError>;
+
+    /// Whether a batch that has not ended reads this input file.
+    async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError>;
+
+    /// Leases one unfinished gateway-run batch whose lease is free or
+    /// expired to `owner` until `until`. On Postgres this is
+    /// `FOR UPDATE SKIP LOCKED`; the contract is the same.
+    async fn claim_batch(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<BatchRecord>, StoreError>;
+
+    /// Extends a held lease; `false` if `owner` no longer holds it.
+    async fn renew_lease(&self, key: &str, owner: &str, until: i64) -> Result<bool, StoreError>;
+
+    /// Gives up every lease `owner` holds (at start-up after a crash, and
+    /// when a runner ends).
+    async fn release_leases(&self, owner: &str, key: Option<&str>) -> Result<(), StoreError>;
+
+    /// Applies `t` if the batch is in one of `t.from`; returns the row after
+    /// the change, or `None` if the condition did not hold.
+    async fn transition(
+        &self,
+        key: &str,
+        t: &Transition,
+    ) -> Result<Option<BatchRecord>, StoreError>;
+
+    /// Journals finished lines in one transaction. A line already journaled
+    /// is left as it is and not counted again, so counts and usage move
+    /// exactly once per line.
+    async fn record_results(&self, key: &str, results: &[LineResult]) -> Result<(), StoreError>;
+
+    /// Line numbers already journaled.
+    async fn finished_lines(&self, key: &str) -> Result<Vec<u64>, StoreError>;
+
+    /// Journaled lines of one kind (`ok`), in line order, after `after_line`.
+    async fn results_page(
+        &self,
+        key: &str,
+        ok: bool,
+        after_line: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>, StoreError>;
+
+    /// Ends a batch: commits its result files' rows and its final status in
+    /// one transaction (if it is still in one of `t.from`), then drops the
+    /// journal, whose lines now live in those files.
+    async fn finalize_batch(
+        &self,
+        key: &str,
+        t: &Transition,
+        output: Option<&FileRecord>,
+        error: Option<&FileRecord>,
+    ) -> Result<Option<BatchRecord>, StoreError>;
 }

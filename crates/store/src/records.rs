@@ -54,3 +54,82 @@ pub struct FileFilter {
     /// Files that expired at or before this time are left out.
     pub now: i64,
 }
+
+/// A batch's row: the Batch object plus what routes and owns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRecord {
+    pub key: String,
+    /// The Batch object as clients see it (its `id` is the public ID).
+    pub batch: batchgate_core::Batch,
+    pub deployment_id: String,
+    /// Store key of the input file.
+    pub input_key: String,
+    /// The upstream's ID when the batch runs on the upstream.
+    pub upstream_id: Option<String>,
+    /// `output_expires_after.seconds` for the result files.
+    pub output_expires_seconds: Option<u64>,
+    pub owner: Owner,
+}
+
+/// Token counts of one successful line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineUsage {
+    pub input_tokens: u64,
+    pub cached_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+/// One finished line, as journaled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineResult {
+    /// 1-based line number in the input file.
+    pub line_no: u64,
+    pub custom_id: String,
+    /// Success (output file) or failure (error file).
+    pub ok: bool,
+    /// The serialized output/error-file line, without newline.
+    pub line: String,
+    pub usage: Option<LineUsage>,
+}
+
+/// A conditional status change: applied only if the batch is in one of
+/// `from`, so concurrent actors (API cancel, engine, another instance)
+/// cannot overwrite each other.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub from: Vec<batchgate_core::BatchStatus>,
+    pub to: batchgate_core::BatchStatus,
+    /// Time stamped into the column of `to` (`in_progress_at`, ...).
+    pub at: i64,
+    /// Sets `request_counts.total`.
+    pub total: Option<u64>,
+    pub errors: Option<batchgate_core::BatchErrors>,
+}
+
+impl Transition {
+    /// `from` → `to`, stamped `at`.
+    pub fn new(
+        from: &[batchgate_core::BatchStatus],
+        to: batchgate_core::BatchStatus,
+        at: i64,
+    ) -> Transition {
+        Transition {
+            from: from.to_vec(),
+            to,
+            at,
+            total: None,
+            errors: None,
+        }
+    }
+
+    pub fn with_total(mut self, total: u64) -> Transition {
+        self.total = Some(total);
+        self
+    }
+
+    pub fn with_errors(mut self, errors: batchgate_core::BatchErrors) -> Transition {
+        self.errors = Some(errors);
+        self
+    }
+}

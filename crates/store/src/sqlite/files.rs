@@ -6,37 +6,15 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::SqliteStore;
-use crate::{FileFilter, FileRecord, MetaStore, Owner, Page, StoreError};
+use crate::{FileFilter, FileRecord, FileStore, Owner, Page, StoreError};
 
 const FILE_COLUMNS: &str = "key, public_id, bytes, created_at, filename, purpose, status, \
      expires_at, status_details, deployment_id, model_name, blob_path, upstream_id, owner_key, owner_team";
 
 #[async_trait]
-impl MetaStore for SqliteStore {
+impl FileStore for SqliteStore {
     async fn insert_file(&self, f: &FileRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO files (key, public_id, bytes, created_at, filename, purpose, status, \
-             expires_at, status_details, deployment_id, model_name, blob_path, upstream_id, owner_key, owner_team) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&f.key)
-        .bind(&f.object.id)
-        .bind(i64::try_from(f.object.bytes).unwrap_or(i64::MAX))
-        .bind(f.object.created_at)
-        .bind(&f.object.filename)
-        .bind(f.object.purpose.as_str())
-        .bind(status_str(f.object.status))
-        .bind(f.object.expires_at)
-        .bind(&f.object.status_details)
-        .bind(&f.deployment_id)
-        .bind(&f.model_name)
-        .bind(&f.blob_path)
-        .bind(&f.upstream_id)
-        .bind(&f.owner.key_id)
-        .bind(&f.owner.team_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        insert_file_on(self.pool(), f).await
     }
 
     async fn get_file(&self, key: &str, now: i64) -> Result<Option<FileRecord>, StoreError> {
@@ -136,11 +114,37 @@ impl MetaStore for SqliteStore {
         .await?;
         rows.iter().map(file_from_row).collect()
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(self.pool()).await?;
-        Ok(())
-    }
+/// Inserts a file row on any executor (the pool, or a transaction that also
+/// finalizes a batch).
+pub(crate) async fn insert_file_on<'e, E>(executor: E, f: &FileRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = Sqlite>,
+{
+    sqlx::query(
+        "INSERT INTO files (key, public_id, bytes, created_at, filename, purpose, status, \
+         expires_at, status_details, deployment_id, model_name, blob_path, upstream_id, owner_key, owner_team) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&f.key)
+    .bind(&f.object.id)
+    .bind(i64::try_from(f.object.bytes).unwrap_or(i64::MAX))
+    .bind(f.object.created_at)
+    .bind(&f.object.filename)
+    .bind(f.object.purpose.as_str())
+    .bind(status_str(f.object.status))
+    .bind(f.object.expires_at)
+    .bind(&f.object.status_details)
+    .bind(&f.deployment_id)
+    .bind(&f.model_name)
+    .bind(&f.blob_path)
+    .bind(&f.upstream_id)
+    .bind(&f.owner.key_id)
+    .bind(&f.owner.team_id)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 fn status_str(s: FileStatus) -> &'static str {
@@ -151,7 +155,7 @@ fn status_str(s: FileStatus) -> &'static str {
     }
 }
 
-fn file_from_row(r: &SqliteRow) -> Result<FileRecord, StoreError> {
+pub(crate) fn file_from_row(r: &SqliteRow) -> Result<FileRecord, StoreError> {
     let purpose: String = r.try_get("purpose")?;
     let status: String = r.try_get("status")?;
     let bytes: i64 = r.try_get("bytes")?;

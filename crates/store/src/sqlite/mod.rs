@@ -1,5 +1,6 @@
 //! The embedded default: SQLite in WAL mode through sqlx.
 
+mod batches;
 mod files;
 
 use std::path::Path;
@@ -43,5 +44,13 @@ impl SqliteStore {
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::MetaStore for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
+        Ok(())
     }
 }

@@ -1,0 +1,237 @@
+//! The `in_progress` phase: every unfinished line goes upstream once per
+//! attempt, bounded by the deployment limits, and its result is journaled.
+//!
+//! Lines already in the journal are skipped, which is what makes a resumed
+//! batch send no finished line again. Results are committed in groups by a
+//! single writer, so at most the lines in flight (and the few results
+//! waiting for the next commit) are repeated after a crash.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use batchgate_core::{ApiError, BatchStatus};
+use batchgate_store::{BatchRecord, LineResult, MetaStore};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::shared::{Shared, MAX_LINE_BYTES};
+use super::upstream::run_line;
+use crate::{LineReader, Rules, Validator};
+
+/// Why the phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every line has a result.
+    Done,
+    /// The completion window passed.
+    Expired,
+    /// A client cancelled.
+    Cancelled,
+    /// This process gave the batch up (lease lost, shutting down).
+    Stopped,
+}
+
+const CONTROL_INTERVAL: Duration = Duration::from_millis(250);
+const MAX_COMMIT: usize = 512;
+
+pub async fn execute(
+    shared: &Arc<Shared>,
+    rec: &BatchRecord,
+    stop: &CancellationToken,
+) -> Result<Ending, ApiError> {
+    let Some(deployment) = shared.deployment_of(rec) else {
+        tracing::warn!(batch = %rec.batch.id, "deployment no longer configured; pausing the batch");
+        return Ok(Ending::Stopped);
+    };
+    let finished: HashSet<u64> = shared
+        .gw
+        .store
+        .finished_lines(&rec.key)
+        .await?
+        .into_iter()
+        .collect();
+    let Some(stream) = shared.input_stream(rec).await? else {
+        return Err(ApiError::internal(
+            "the input file of a running batch is gone",
+        ));
+    };
+    let (ctl_tx, mut ctl) = watch::channel(None);
+    let control = tokio::spawn(control(
+        shared.clone(),
+        rec.key.clone(),
+        rec.batch.expires_at,
+        ctl_tx,
+        stop.clone(),
+    ));
+    let (tx, rx) = mpsc::channel::<LineResult>(1024);
+    let writer = tokio::spawn(write_results(shared.gw.store.clone(), rec.key.clone(), rx));
+
+    let mut reader = LineReader::new(stream, MAX_LINE_BYTES);
+    // The input was validated; the validator is reused here as the parser.
+    let mut parser = Validator::new(Rules {
+        endpoint: rec.batch.endpoint.clone(),
+        accepted_models: vec![
+            deployment.model_name.clone(),
+            deployment.served_model.clone(),
+        ],
+        max_lines: u64::MAX,
+        max_bytes: u64::MAX,
+        max_reported_errors: 0,
+    });
+    let mut inflight = JoinSet::new();
+    let endpoint: Arc<str> = rec.batch.endpoint.as_str().into();
+    let ending = loop {
+        if let Some(e) = *ctl.borrow_and_update() {
+            break e;
+        }
+        let next = tokio::select! {
+            biased;
+            _ = ctl.changed() => continue,
+            next = reader.next_line() => next,
+        };
+        let line = match next {
+            Ok(Some(line)) => line,
+            Ok(None) => break Ending::Done,
+            Err(e) => {
+                tracing::error!(batch = %rec.batch.id, error = %e, "input read failed mid-batch");
+                break Ending::Stopped;
+            }
+        };
+        let Some(valid) = parser.check(&line) else {
+            continue;
+        };
+        if finished.contains(&valid.number) {
+            continue;
+        }
+        let slot = tokio::select! {
+            biased;
+            _ = ctl.changed() => break (*ctl.borrow()).unwrap_or(Ending::Stopped),
+            slot = shared.limits.acquire(&deployment.model_name) => slot,
+        };
+        let Some(slot) = slot else {
+            break Ending::Stopped;
+        };
+        let (shared2, tx, endpoint) = (shared.clone(), tx.clone(), endpoint.clone());
+        inflight.spawn(async move {
+            let result = run_line(
+                &shared2.http,
+                &slot.deployment,
+                &endpoint,
+                valid.number,
+                valid.custom_id,
+                valid.body,
+                &shared2.policy,
+            )
+            .await;
+            drop(slot);
+            // The writer is gone only if the batch is being abandoned.
+            let _ = tx.send(result).await;
+        });
+        while inflight.try_join_next().is_some() {}
+    };
+    drop(tx);
+    let ending = drain(
+        &mut inflight,
+        ending,
+        &mut ctl,
+        shared.gw.batch.cancel_grace_seconds,
+    )
+    .await;
+    control.abort();
+    match writer.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "result writer failed");
+            return Err(ApiError::internal("result writer failed"));
+        }
+    }
+    Ok(ending)
+}
+
+/// Waits for in-flight lines. On `Done` they all finish (unless a stop
+/// arrives meanwhile); on cancel or expiry they get the grace period; on
+/// `Stopped` they are abandoned at once.
+async fn drain(
+    inflight: &mut JoinSet<()>,
+    mut ending: Ending,
+    ctl: &mut watch::Receiver<Option<Ending>>,
+    grace_secs: u64,
+) -> Ending {
+    if ending == Ending::Done {
+        loop {
+            tokio::select! {
+                biased;
+                _ = ctl.changed() => {
+                    if let Some(e) = *ctl.borrow() { ending = e; }
+                    break;
+                }
+                next = inflight.join_next() => if next.is_none() { return Ending::Done },
+            }
+        }
+    }
+    if ending != Ending::Stopped {
+        let all = async { while inflight.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(grace_secs), all).await;
+    }
+    inflight.abort_all();
+    while inflight.join_next().await.is_some() {}
+    ending
+}
+
+/// Watches for cancel, expiry and stop, and says which came first.
+async fn control(
+    shared: Arc<Shared>,
+    key: String,
+    expires_at: Option<i64>,
+    out: watch::Sender<Option<Ending>>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(CONTROL_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => { let _ = out.send(Some(Ending::Stopped)); return; }
+            _ = tick.tick() => {}
+        }
+        if expires_at.is_some_and(|e| shared.gw.now() >= e) {
+            let _ = out.send(Some(Ending::Expired));
+            return;
+        }
+        match shared.gw.store.get_batch(&key).await {
+            Ok(Some(r)) if r.batch.status == BatchStatus::InProgress => {}
+            Ok(Some(r)) if r.batch.status == BatchStatus::Cancelling => {
+                let _ = out.send(Some(Ending::Cancelled));
+                return;
+            }
+            Ok(_) => {
+                let _ = out.send(Some(Ending::Stopped));
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read batch status"),
+        }
+    }
+}
+
+/// Commits results in groups: whatever has arrived while the previous
+/// commit ran goes into the next one.
+async fn write_results(
+    store: Arc<dyn MetaStore>,
+    key: String,
+    mut rx: mpsc::Receiver<LineResult>,
+) -> Result<(), batchgate_store::StoreError> {
+    let mut buf = Vec::with_capacity(MAX_COMMIT);
+    while let Some(first) = rx.recv().await {
+        buf.push(first);
+        while buf.len() < MAX_COMMIT {
+            match rx.try_recv() {
+                Ok(r) => buf.push(r),
+                Err(_) => break,
+            }
+        }
+        store.record_results(&key, &buf).await?;
+        buf.clear();
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! The batch engine: batches run in the gateway, line by line, against any
+//! OpenAI-compatible upstream, journaled so a crash loses and repeats
+//! nothing but the lines in flight.
+
+mod api;
+mod execute;
+mod finalize;
+mod limits;
+mod runner;
+mod shared;
+mod supervisor;
+mod upstream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use batchgate_core::ApiError;
+use tokio::sync::Notify;
+
+use crate::{Gateway, LocalFiles};
+pub use upstream::RetryPolicy;
+
+/// Runs gateway-side batches. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    shared: Arc<shared::Shared>,
+}
+
+impl Engine {
+    /// An engine for `gw`. `instance` names this process in leases: keep it
+    /// stable across restarts of one process (so it takes its own batches
+    /// back at once) and distinct between processes sharing a store.
+    pub fn new(gw: Gateway, instance: String) -> Result<Engine, ApiError> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ApiError::internal(format!("cannot build the HTTP client: {e}")))?;
+        let policy = RetryPolicy {
+            max_attempts: gw.batch.max_attempts,
+            initial_backoff: Duration::from_millis(gw.batch.initial_backoff_ms),
+            max_backoff: Duration::from_millis(gw.batch.max_backoff_ms),
+        };
+        let shared = shared::Shared {
+            files: LocalFiles::new(gw.clone()),
+            limits: limits::Limits::new(&gw.router),
+            gw,
+            http,
+            policy,
+            instance,
+            wake: Notify::new(),
+        };
+        Ok(Engine {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Starts the supervisor that claims and runs batches (resuming any a
+    /// previous process left unfinished).
+    pub fn start(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(supervisor::supervise(self.shared.clone()))
+    }
+}

@@ -1,0 +1,52 @@
+//! What every batch runner of one engine shares.
+
+use std::sync::Arc;
+
+use batchgate_core::{ApiError, ByteStream, Deployment};
+use batchgate_store::BatchRecord;
+use tokio::sync::Notify;
+
+use super::limits::Limits;
+use super::upstream::RetryPolicy;
+use crate::{Gateway, LocalFiles};
+
+/// Longest single input line held in memory.
+pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub gw: Gateway,
+    pub files: LocalFiles,
+    pub http: reqwest::Client,
+    pub limits: Limits,
+    pub policy: RetryPolicy,
+    /// This process's lease-holder name.
+    pub instance: String,
+    /// Nudges the supervisor to look for work now.
+    pub wake: Notify,
+}
+
+impl Shared {
+    /// The deployment a batch's ID pins (still configured?).
+    pub fn deployment_of(&self, rec: &BatchRecord) -> Option<Arc<Deployment>> {
+        self.gw
+            .router
+            .deployments()
+            .iter()
+            .find(|d| d.id == rec.deployment_id)
+            .cloned()
+    }
+
+    /// The batch's input bytes, streamed from the blob store.
+    pub async fn input_stream(&self, rec: &BatchRecord) -> Result<Option<ByteStream>, ApiError> {
+        // Expiry does not matter here: a running batch keeps its input.
+        let Some(file) = self.gw.store.get_file(&rec.input_key, i64::MIN).await? else {
+            return Ok(None);
+        };
+        let Some(path) = file.blob_path else {
+            return Ok(None);
+        };
+        let (_, stream) = self.gw.blobs.get_stream(&path).await?;
+        Ok(Some(stream))
+    }
+}

@@ -1,0 +1,269 @@
+//! One line against the upstream: request, retries, and the result line.
+
+use std::time::Duration;
+
+use batchgate_core::{Deployment, ErrorBody};
+use batchgate_ids::{batch_request_id, request_id};
+use batchgate_store::{LineResult, LineUsage};
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+/// Longest `Retry-After` honoured; a longer one is clamped to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Retry policy, from `batch_settings`.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with jitter: attempt 1 waits ~initial, then twice
+    /// as long each time, capped, scaled by a random 50–100% so a fleet of
+    /// lines that failed together does not retry together.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.initial_backoff.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
+        let capped = exp.min(self.max_backoff);
+        capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+    }
+}
+
+/// What the last attempt ended with.
+enum Attempt {
+    Success {
+        status: u16,
+        request_id: String,
+        body: Value,
+    },
+    /// An HTTP answer that is final (4xx other than 408/409/429).
+    Rejected {
+        status: u16,
+        request_id: String,
+        body: Value,
+    },
+    /// Worth another try; `retry_after` from the upstream when it said so.
+    Retryable {
+        status: Option<u16>,
+        request_id: Option<String>,
+        body: Option<Value>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Sends one line's body to `deployment` (model rewritten to the served
+/// name) and turns the outcome into a journal entry.
+pub async fn run_line(
+    http: &reqwest::Client,
+    deployment: &Deployment,
+    endpoint: &str,
+    line_no: u64,
+    custom_id: String,
+    mut body: Map<String, Value>,
+    policy: &RetryPolicy,
+) -> LineResult {
+    body.insert(
+        "model".into(),
+        Value::String(deployment.served_model.clone()),
+    );
+    let path = endpoint.strip_prefix("/v1").unwrap_or(endpoint);
+    let url = deployment.url(path);
+    let body = Value::Object(body);
+    let mut attempt = 1;
+    let last = loop {
+        let outcome = send(http, deployment, &url, &body).await;
+        match outcome {
+            Attempt::Retryable { retry_after, .. } if attempt < policy.max_attempts => {
+                // The upstream's Retry-After wins over our backoff, within reason.
+                let wait =
+                    retry_after.map_or_else(|| policy.backoff(attempt), |d| d.min(MAX_RETRY_AFTER));
+                tracing::debug!(line_no, attempt, ?wait, "retrying line");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    result_line(line_no, custom_id, last)
+}
+
+async fn send(http: &reqwest::Client, deployment: &Deployment, url: &str, body: &Value) -> Attempt {
+    let mut req = http.post(url).timeout(deployment.timeout).json(body);
+    if let Some(key) = &deployment.api_key {
+        req = req.bearer_auth(key);
+    }
+    let response = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let message = if e.is_timeout() {
+                format!("upstream did not answer within {:?}", deployment.timeout)
+            } else {
+                format!("upstream unreachable: {e}")
+            };
+            return Attempt::Retryable {
+                status: None,
+                request_id: None,
+                body: None,
+                message,
+                retry_after: None,
+            };
+        }
+    };
+    let status = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(request_id);
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64);
+    let bytes = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => {
+            return Attempt::Retryable {
+                status: Some(status),
+                request_id: Some(request_id),
+                body: None,
+                message: format!("upstream response was cut off: {e}"),
+                retry_after,
+            }
+        }
+    };
+    let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let retryable = status == 408 || status == 409 || status == 429 || status >= 500;
+    match (status, parsed) {
+        (200..=299, Some(body)) => Attempt::Success {
+            status,
+            request_id,
+            body,
+        },
+        (200..=299, None) => Attempt::Retryable {
+            status: Some(status),
+            request_id: Some(request_id),
+            body: None,
+            message: "upstream answered with a body that is not JSON".into(),
+            retry_after: None,
+        },
+        (_, parsed) => {
+            let body = error_body(status, parsed.as_ref(), &bytes);
+            if retryable {
+                let message = format!("upstream answered {status}");
+                Attempt::Retryable {
+                    status: Some(status),
+                    request_id: Some(request_id),
+                    body: Some(body),
+                    message,
+                    retry_after,
+                }
+            } else {
+                Attempt::Rejected {
+                    status,
+                    request_id,
+                    body,
+                }
+            }
+        }
+    }
+}
+
+/// The upstream's error as an OpenAI envelope (vLLM's integer `code`
+/// becomes a string; a non-JSON body becomes the message).
+fn error_body(status: u16, parsed: Option<&Value>, raw: &[u8]) -> Value {
+    let body = parsed
+        .and_then(ErrorBody::from_upstream)
+        .unwrap_or_else(|| ErrorBody {
+            message: String::from_utf8_lossy(raw).chars().take(2000).collect(),
+            kind: "upstream_error".into(),
+            param: None,
+            code: Some(status.to_string()),
+        });
+    json!({ "error": body })
+}
+
+fn usage_of(body: &Value) -> LineUsage {
+    let u = &body["usage"];
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let input = if u["prompt_tokens"].is_u64() {
+        n(&u["prompt_tokens"])
+    } else {
+        n(&u["total_tokens"])
+    };
+    LineUsage {
+        input_tokens: input,
+        cached_tokens: n(&u["prompt_tokens_details"]["cached_tokens"]),
+        output_tokens: n(&u["completion_tokens"]),
+        reasoning_tokens: n(&u["completion_tokens_details"]["reasoning_tokens"]),
+    }
+}
+
+fn result_line(line_no: u64, custom_id: String, last: Attempt) -> LineResult {
+    let id = batch_request_id();
+    let (ok, value, usage) = match last {
+        Attempt::Success {
+            status,
+            request_id,
+            body,
+        } => {
+            let usage = usage_of(&body);
+            let v = json!({"id": id, "custom_id": custom_id, "response": {"status_code": status, "request_id": request_id, "body": body}, "error": null});
+            (true, v, Some(usage))
+        }
+        Attempt::Rejected {
+            status,
+            request_id,
+            body,
+        }
+        | Attempt::Retryable {
+            status: Some(status),
+            request_id: Some(request_id),
+            body: Some(body),
+            ..
+        } => {
+            let v = json!({"id": id, "custom_id": custom_id, "response": {"status_code": status, "request_id": request_id, "body": body}, "error": null});
+            (false, v, None)
+        }
+        Attempt::Retryable {
+            message, status, ..
+        } => {
+            let code = if status.is_some() {
+                "upstream_error"
+            } else {
+                "upstream_unreachable"
+            };
+            let v = json!({"id": id, "custom_id": custom_id, "response": null, "error": {"code": code, "message": message}});
+            (false, v, None)
+        }
+    };
+    LineResult {
+        line_no,
+        custom_id,
+        ok,
+        line: value.to_string(),
+        usage,
+    }
+}
+
+/// The error-file line of a request that never ran because the batch
+/// expired.
+pub fn expired_line(line_no: u64, custom_id: &str) -> LineResult {
+    let v = json!({"id": batch_request_id(), "custom_id": custom_id, "response": null,
+        "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}});
+    LineResult {
+        line_no,
+        custom_id: custom_id.to_string(),
+        ok: false,
+        line: v.to_string(),
+        usage: None,
+    }
+}

@@ -1,0 +1,70 @@
+//! Batch routes: create, retrieve, cancel, list.
+
+use axum::extract::State;
+use axum::Json;
+use batchgate_core::{ApiError, Batch, CreateBatchRequest, ListOrder, ListPage, ListQuery};
+use batchgate_ids::Kind;
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::error::HttpResult;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx};
+use crate::files::parse_limit;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct BatchListParams {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(req): ApiJson<CreateBatchRequest>,
+) -> HttpResult<Json<Batch>> {
+    // The input file's ID says where the batch runs; a forged or unknown
+    // one is a bad parameter here, not a missing route.
+    let input = st.gw.route(Kind::File, &req.input_file_id).map_err(|_| {
+        ApiError::invalid_request(format!("No such file: '{}'.", req.input_file_id))
+            .with_param("input_file_id")
+            .with_code("file_not_found")
+    })?;
+    let provider = st.providers.for_deployment(&input.deployment)?;
+    Ok(Json(provider.create_batch(&ctx, &input, req).await?))
+}
+
+pub async fn retrieve(
+    State(st): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiPath(id): ApiPath,
+) -> HttpResult<Json<Batch>> {
+    let batch = st.gw.route(Kind::Batch, &id)?;
+    let provider = st.providers.for_deployment(&batch.deployment)?;
+    Ok(Json(provider.retrieve_batch(&ctx, &batch).await?))
+}
+
+pub async fn cancel(
+    State(st): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiPath(id): ApiPath,
+) -> HttpResult<Json<Batch>> {
+    let batch = st.gw.route(Kind::Batch, &id)?;
+    let provider = st.providers.for_deployment(&batch.deployment)?;
+    Ok(Json(provider.cancel_batch(&ctx, &batch).await?))
+}
+
+/// Every batch the caller may see, newest first, whatever route or model
+/// created it.
+pub async fn list(
+    State(st): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiQuery(p): ApiQuery<BatchListParams>,
+) -> HttpResult<Json<ListPage<Batch>>> {
+    let query = ListQuery {
+        after: p.after.filter(|a| !a.is_empty()),
+        limit: parse_limit(p.limit.as_deref(), 20, 100)?,
+        order: ListOrder::Desc,
+        purpose: None,
+    };
+    Ok(Json(st.batches.list(&ctx, &query).await?))
+}

@@ -1,0 +1,425 @@
+//! `BatchStore` for SQLite: batches and the line journal.
+
+use async_trait::async_trait;
+use batchgate_core::{
+    Batch, BatchErrors, BatchStatus, Caller, InputTokensDetails, OutputTokensDetails,
+    RequestCounts, Usage,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::files::insert_file_on;
+use super::SqliteStore;
+use crate::{BatchRecord, BatchStore, FileRecord, LineResult, Owner, Page, StoreError, Transition};
+
+const ACTIVE: &str = "('validating', 'in_progress', 'finalizing', 'cancelling')";
+
+#[async_trait]
+impl BatchStore for SqliteStore {
+    async fn insert_batch(&self, r: &BatchRecord) -> Result<(), StoreError> {
+        let b = &r.batch;
+        sqlx::query(
+            "INSERT INTO batches (key, public_id, endpoint, model, input_file_id, input_key, \
+             completion_window, status, output_file_id, error_file_id, errors, created_at, expires_at, \
+             total, completed, failed, metadata, deployment_id, upstream_id, output_expires_seconds, \
+             owner_key, owner_team) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.key)
+        .bind(&b.id)
+        .bind(&b.endpoint)
+        .bind(&b.model)
+        .bind(&b.input_file_id)
+        .bind(&r.input_key)
+        .bind(&b.completion_window)
+        .bind(b.status.as_str())
+        .bind(&b.output_file_id)
+        .bind(&b.error_file_id)
+        .bind(to_json(&b.errors)?)
+        .bind(b.created_at)
+        .bind(b.expires_at)
+        .bind(int(b.request_counts.total))
+        .bind(int(b.request_counts.completed))
+        .bind(int(b.request_counts.failed))
+        .bind(to_json(&b.metadata)?)
+        .bind(&r.deployment_id)
+        .bind(&r.upstream_id)
+        .bind(r.output_expires_seconds.map(int))
+        .bind(&r.owner.key_id)
+        .bind(&r.owner.team_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn get_batch(&self, key: &str) -> Result<Option<BatchRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM batches WHERE key = ?")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| batch_from_row(&r)).transpose()
+    }
+
+    async fn list_batches(
+        &self,
+        caller: &Caller,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<BatchRecord>, StoreError> {
+        let cursor: Option<i64> = match after {
+            None => None,
+            Some(key) => match sqlx::query_scalar("SELECT seq FROM batches WHERE key = ?")
+                .bind(key)
+                .fetch_optional(self.pool())
+                .await?
+            {
+                Some(seq) => Some(seq),
+                None => {
+                    return Ok(Page {
+                        items: vec![],
+                        has_more: false,
+                    })
+                }
+            },
+        };
+        let mut q: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT * FROM batches WHERE 1 = 1");
+        if !caller.is_master {
+            q.push(" AND (owner_key = ")
+                .push_bind(caller.key_id.clone())
+                .push(" OR owner_team = ")
+                .push_bind(caller.team_id.clone())
+                .push(")");
+        }
+        if let Some(seq) = cursor {
+            q.push(" AND seq < ").push_bind(seq);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(self.pool()).await?;
+        let mut items = rows
+            .iter()
+            .map(batch_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let has_more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok(Page { items, has_more })
+    }
+
+    async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM batches WHERE input_key = ? AND status IN {ACTIVE}"
+        ))
+        .bind(file_key)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn claim_batch(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<Option<BatchRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE batches SET lease_owner = ?, lease_until = ? WHERE seq = (\
+               SELECT seq FROM batches WHERE status IN {ACTIVE} AND upstream_id IS NULL \
+               AND (lease_owner IS NULL OR lease_until < ?) ORDER BY seq LIMIT 1) RETURNING *"
+        ))
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| batch_from_row(&r)).transpose()
+    }
+
+    async fn renew_lease(&self, key: &str, owner: &str, until: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE batches SET lease_until = ? WHERE key = ? AND lease_owner = ?")
+                .bind(until)
+                .bind(key)
+                .bind(owner)
+                .execute(self.pool())
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_leases(&self, owner: &str, key: Option<&str>) -> Result<(), StoreError> {
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ",
+        );
+        q.push_bind(owner);
+        if let Some(key) = key {
+            q.push(" AND key = ").push_bind(key);
+        }
+        q.build().execute(self.pool()).await?;
+        Ok(())
+    }
+
+    async fn transition(
+        &self,
+        key: &str,
+        t: &Transition,
+    ) -> Result<Option<BatchRecord>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row = apply(&mut tx, key, t, None, None).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn record_results(&self, key: &str, results: &[LineResult]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let (mut ok, mut failed) = (0i64, 0i64);
+        let (mut input, mut cached, mut output, mut reasoning) = (0i64, 0i64, 0i64, 0i64);
+        for r in results {
+            let inserted = sqlx::query(
+                "INSERT INTO batch_results (batch_key, line_no, custom_id, ok, line) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (batch_key, line_no) DO NOTHING",
+            )
+            .bind(key)
+            .bind(int(r.line_no))
+            .bind(&r.custom_id)
+            .bind(r.ok)
+            .bind(&r.line)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                continue;
+            }
+            if r.ok {
+                ok += 1;
+            } else {
+                failed += 1;
+            }
+            if let Some(u) = r.usage {
+                input += int(u.input_tokens);
+                cached += int(u.cached_tokens);
+                output += int(u.output_tokens);
+                reasoning += int(u.reasoning_tokens);
+            }
+        }
+        sqlx::query(
+            "UPDATE batches SET completed = completed + ?, failed = failed + ?, input_tokens = input_tokens + ?, \
+             cached_tokens = cached_tokens + ?, output_tokens = output_tokens + ?, \
+             reasoning_tokens = reasoning_tokens + ? WHERE key = ?",
+        )
+        .bind(ok)
+        .bind(failed)
+        .bind(input)
+        .bind(cached)
+        .bind(output)
+        .bind(reasoning)
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finished_lines(&self, key: &str) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<i64> =
+            sqlx::query_scalar("SELECT line_no FROM batch_results WHERE batch_key = ?")
+                .bind(key)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|n| u64::try_from(n).ok())
+            .collect())
+    }
+
+    async fn results_page(
+        &self,
+        key: &str,
+        ok: bool,
+        after_line: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT line_no, line FROM batch_results WHERE batch_key = ? AND ok = ? AND line_no > ? \
+             ORDER BY line_no LIMIT ?",
+        )
+        .bind(key)
+        .bind(ok)
+        .bind(int(after_line))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get("line_no")?;
+                Ok((u64::try_from(n).unwrap_or_default(), r.try_get("line")?))
+            })
+            .collect()
+    }
+
+    async fn finalize_batch(
+        &self,
+        key: &str,
+        t: &Transition,
+        output: Option<&FileRecord>,
+        error: Option<&FileRecord>,
+    ) -> Result<Option<BatchRecord>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row = apply(
+            &mut tx,
+            key,
+            t,
+            output.map(|f| f.object.id.as_str()),
+            error.map(|f| f.object.id.as_str()),
+        )
+        .await?;
+        if row.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        for file in [output, error].into_iter().flatten() {
+            insert_file_on(&mut *tx, file).await?;
+        }
+        sqlx::query("DELETE FROM batch_results WHERE batch_key = ?")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+}
+
+async fn apply(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    key: &str,
+    t: &Transition,
+    output_file_id: Option<&str>,
+    error_file_id: Option<&str>,
+) -> Result<Option<BatchRecord>, StoreError> {
+    let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new("UPDATE batches SET status = ");
+    q.push_bind(t.to.as_str());
+    if let Some(col) = timestamp_column(t.to) {
+        q.push(format!(", {col} = ")).push_bind(t.at);
+    }
+    if let Some(total) = t.total {
+        q.push(", total = ").push_bind(int(total));
+    }
+    if let Some(errors) = &t.errors {
+        q.push(", errors = ").push_bind(to_json(&Some(errors))?);
+    }
+    if let Some(id) = output_file_id {
+        q.push(", output_file_id = ").push_bind(id.to_string());
+    }
+    if let Some(id) = error_file_id {
+        q.push(", error_file_id = ").push_bind(id.to_string());
+    }
+    if t.to.is_terminal() {
+        q.push(", lease_owner = NULL, lease_until = NULL");
+    }
+    q.push(" WHERE key = ")
+        .push_bind(key)
+        .push(" AND status IN (");
+    let mut list = q.separated(", ");
+    for s in &t.from {
+        list.push_bind(s.as_str());
+    }
+    q.push(") RETURNING *");
+    let row = q.build().fetch_optional(&mut **tx).await?;
+    row.map(|r| batch_from_row(&r)).transpose()
+}
+
+fn timestamp_column(s: BatchStatus) -> Option<&'static str> {
+    Some(match s {
+        BatchStatus::Validating => return None,
+        BatchStatus::InProgress => "in_progress_at",
+        BatchStatus::Finalizing => "finalizing_at",
+        BatchStatus::Completed => "completed_at",
+        BatchStatus::Failed => "failed_at",
+        BatchStatus::Expired => "expired_at",
+        BatchStatus::Cancelling => "cancelling_at",
+        BatchStatus::Cancelled => "cancelled_at",
+    })
+}
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn uint(r: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+    let n: i64 = r.try_get(col)?;
+    Ok(u64::try_from(n).unwrap_or_default())
+}
+
+fn to_json<T: serde::Serialize>(v: &Option<T>) -> Result<Option<String>, StoreError> {
+    v.as_ref()
+        .map(|v| serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    r: &SqliteRow,
+    col: &str,
+) -> Result<Option<T>, StoreError> {
+    let text: Option<String> = r.try_get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+        .transpose()
+}
+
+fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, StoreError> {
+    let status: String = r.try_get("status")?;
+    let status = BatchStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("batch status {status:?}")))?;
+    let counts = RequestCounts {
+        total: uint(r, "total")?,
+        completed: uint(r, "completed")?,
+        failed: uint(r, "failed")?,
+    };
+    let (input, output) = (uint(r, "input_tokens")?, uint(r, "output_tokens")?);
+    // OpenAI sends usage once lines have run; before that it is null.
+    let usage = (counts.completed + counts.failed > 0 || status.is_terminal()).then(|| Usage {
+        input_tokens: input,
+        input_tokens_details: InputTokensDetails {
+            cached_tokens: uint(r, "cached_tokens").unwrap_or_default(),
+        },
+        output_tokens: output,
+        output_tokens_details: OutputTokensDetails {
+            reasoning_tokens: uint(r, "reasoning_tokens").unwrap_or_default(),
+        },
+        total_tokens: input + output,
+    });
+    let output_expires: Option<i64> = r.try_get("output_expires_seconds")?;
+    let errors: Option<BatchErrors> = from_json(r, "errors")?;
+    Ok(BatchRecord {
+        key: r.try_get("key")?,
+        batch: Batch {
+            id: r.try_get("public_id")?,
+            object: "batch".to_string(),
+            endpoint: r.try_get("endpoint")?,
+            model: r.try_get("model")?,
+            errors,
+            input_file_id: r.try_get("input_file_id")?,
+            completion_window: r.try_get("completion_window")?,
+            status,
+            output_file_id: r.try_get("output_file_id")?,
+            error_file_id: r.try_get("error_file_id")?,
+            created_at: r.try_get("created_at")?,
+            in_progress_at: r.try_get("in_progress_at")?,
+            expires_at: r.try_get("expires_at")?,
+            finalizing_at: r.try_get("finalizing_at")?,
+            completed_at: r.try_get("completed_at")?,
+            failed_at: r.try_get("failed_at")?,
+            expired_at: r.try_get("expired_at")?,
+            cancelling_at: r.try_get("cancelling_at")?,
+            cancelled_at: r.try_get("cancelled_at")?,
+            request_counts: counts,
+            metadata: from_json(r, "metadata")?,
+            usage,
+        },
+        deployment_id: r.try_get("deployment_id")?,
+        input_key: r.try_get("input_key")?,
+        upstream_id: r.try_get("upstream_id")?,
+        output_expires_seconds: output_expires.and_then(|n| u64::try_from(n).ok()),
+        owner: Owner {
+            key_id: r.try_get("owner_key")?,
+            team_id: r.try_get("owner_team")?,
+        },
+    })
+}
