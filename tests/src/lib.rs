@@ -1,1 +1,368 @@
-//! End-to-end tests live in tests/tests/.
+//! A harness for end-to-end tests: the real `batchgate` binary (built once
+//! per test run), started on a free port with a config and data directory of
+//! the test's own, killed and restarted at will, plus helpers that speak the
+//! OpenAI Files/Batch API to it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub use batchgate_mock_vllm::{Faults, MockConfig, MockHandle, MockVllm};
+
+/// The master key every harness config uses.
+pub const MASTER_KEY: &str = "sk-1234";
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Path of a workspace binary, built (debug profile) on first use.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "batchgate", "-p", "batchgate-mock-vllm"])
+            .current_dir(workspace_root())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build failed: {status}"))
+        }
+    });
+    if let Err(e) = built {
+        panic!("cannot build binaries: {e}");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug").join(name)
+}
+
+/// A config with one deployment per `(model_name, api_base)` and extra YAML
+/// appended (e.g. a `batch_settings:` block).
+pub fn config(models: &[(&str, &str)], extra: &str) -> String {
+    let mut out = String::from("model_list:\n");
+    for (name, base) in models {
+        out.push_str(&format!(
+            "- model_name: {name}\n  litellm_params:\n    model: hosted_vllm/{}\n    api_base: {base}\n",
+            batchgate_mock_vllm::DEFAULT_MODEL
+        ));
+    }
+    out.push_str(&format!("general_settings:\n  master_key: {MASTER_KEY}\n"));
+    out.push_str(extra);
+    out
+}
+
+/// A running gateway process.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Option<Child>,
+    pub base: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl Gateway {
+    /// Writes `config_yaml` and starts the binary on a free port.
+    pub async fn start(config_yaml: &str) -> Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
+        let port = free_port()?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let mut gw = Gateway { child: None, base: format!("http://127.0.0.1:{port}"), port, dir, http };
+        gw.spawn().await?;
+        Ok(gw)
+    }
+
+    /// The data directory (SQLite file, blobs, secret).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let mut child = Command::new(binary("batchgate"))
+            .arg("--config")
+            .arg(self.dir.path().join("config.yaml"))
+            .args(["--port", &self.port.to_string(), "--data-dir"])
+            .arg(self.data_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn batchgate")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if line.contains("listening on") {
+                    return Ok::<_, anyhow::Error>(());
+                }
+            }
+            bail!("batchgate exited before listening")
+        })
+        .await
+        .map_err(|_| anyhow!("batchgate did not start in time"))?;
+        ready?;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no shutdown code runs, like a crash or the OOM killer.
+    pub async fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait: a graceful stop.
+    pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
+        if let Some(pid) = child.id() {
+            std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        }
+        Ok(tokio::time::timeout(Duration::from_secs(30), child.wait()).await??)
+    }
+
+    /// Starts the binary again on the same port, config and data.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill().await?;
+        self.spawn().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// GET with the master key; returns status and JSON body.
+    pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
+        let r = self.http.get(self.url(path)).bearer_auth(MASTER_KEY).send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// POST JSON with the master key.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let r = self.http.post(self.url(path)).bearer_auth(MASTER_KEY).json(body).send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Uploads `content` as a batch file for `model` (via `x-litellm-model`).
+    pub async fn upload(&self, model: &str, filename: &str, content: Vec<u8>) -> Result<Value> {
+        let part = reqwest::multipart::Part::bytes(content).file_name(filename.to_string());
+        let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", part);
+        let r = self
+            .http
+            .post(self.url("/v1/files"))
+            .bearer_auth(MASTER_KEY)
+            .header("x-litellm-model", model)
+            .multipart(form)
+            .send()
+            .await?;
+        let status = r.status();
+        let body: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("upload failed: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Creates a batch over `file_id`.
+    pub async fn create_batch(&self, file_id: &str, endpoint: &str, window: &str) -> Result<Value> {
+        let (status, body) = self
+            .post(
+                "/v1/batches",
+                &serde_json::json!({"input_file_id": file_id, "endpoint": endpoint, "completion_window": window}),
+            )
+            .await?;
+        if status != 200 {
+            bail!("create batch failed: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Polls until the batch reaches a terminal status (or `timeout`).
+    pub async fn wait_batch(&self, id: &str, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, batch) = self.get(&format!("/v1/batches/{id}")).await?;
+            if status != 200 {
+                bail!("retrieve failed: {status} {batch}");
+            }
+            if matches!(batch["status"].as_str(), Some("completed" | "failed" | "expired" | "cancelled")) {
+                return Ok(batch);
+            }
+            if Instant::now() > deadline {
+                bail!("batch did not end in {timeout:?}: {batch}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A file's content as text.
+    pub async fn content(&self, file_id: &str) -> Result<String> {
+        let r = self.http.get(self.url(&format!("/v1/files/{file_id}/content"))).bearer_auth(MASTER_KEY).send().await?;
+        if !r.status().is_success() {
+            bail!("content failed: {}", r.status());
+        }
+        Ok(r.text().await?)
+    }
+
+    /// A file's content parsed as JSONL.
+    pub async fn jsonl(&self, file_id: Option<&str>) -> Result<Vec<Value>> {
+        let Some(id) = file_id else { return Ok(vec![]) };
+        self.content(id)
+            .await?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(Into::into))
+            .collect()
+    }
+}
+
+/// `n` chat lines for `model`, custom ids `req-1..=n`.
+pub fn chat_lines(model: &str, n: usize) -> Vec<u8> {
+    let mut out = String::new();
+    for i in 1..=n {
+        out.push_str(&serde_json::json!({
+            "custom_id": format!("req-{i}"),
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": format!("line {i} says hello")}]}
+        }).to_string());
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the Files API, HTTP hygiene and CLI tests.
+
+/// Asserts `body` is an OpenAI error envelope: a single `error` key holding
+/// exactly `message`, `type`, `param` and `code`, with `message`/`type`
+/// strings, `param` a string or null and `code` a string or null.
+pub fn assert_error_envelope(body: &Value) {
+    let top = body.as_object().unwrap_or_else(|| panic!("error body is not an object: {body}"));
+    assert_eq!(top.keys().collect::<Vec<_>>(), ["error"], "{body}");
+    let e = body["error"].as_object().unwrap_or_else(|| panic!("`error` is not an object: {body}"));
+    let mut keys: Vec<_> = e.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["code", "message", "param", "type"], "{body}");
+    assert!(e["message"].is_string() && e["type"].is_string(), "{body}");
+    assert!(e["param"].is_string() || e["param"].is_null(), "{body}");
+    assert!(e["code"].is_string() || e["code"].is_null(), "{body}");
+}
+
+/// Every regular file under `dir`, recursively (none if `dir` is missing).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl Gateway {
+    /// Like [`Gateway::start`], with extra command-line `args` and environment
+    /// variables `envs` for the process. [`Gateway::restart`] does not repeat
+    /// them.
+    pub async fn start_with(config_yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
+        let port = free_port()?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let mut child = Command::new(binary("batchgate"))
+            .arg("--config")
+            .arg(dir.path().join("config.yaml"))
+            .args(["--port", &port.to_string(), "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn batchgate")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await? {
+                if line.contains("listening on") {
+                    return Ok::<_, anyhow::Error>(());
+                }
+            }
+            bail!("batchgate exited before listening")
+        })
+        .await
+        .map_err(|_| anyhow!("batchgate did not start in time"))??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Gateway { child: Some(child), base, port, dir, http })
+    }
+}
+
+/// Runs the binary with `config_yaml`, `args` and `envs`, expecting it to
+/// exit without serving; returns its exit status and stderr. Fails if it
+/// starts listening instead.
+pub async fn run_until_exit(
+    config_yaml: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<(std::process::ExitStatus, String)> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
+    let port = free_port()?;
+    let child = Command::new(binary("batchgate"))
+        .arg("--config")
+        .arg(dir.path().join("config.yaml"))
+        .args(["--port", &port.to_string(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn batchgate")?;
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .map_err(|_| anyhow!("batchgate kept running; expected it to exit"))??;
+    if String::from_utf8_lossy(&out.stdout).contains("listening on") {
+        bail!("batchgate started listening; expected it to refuse");
+    }
+    Ok((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+}
