@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let engine = Engine::new(gw.clone(), instance_id(&cli.data_dir)?)?;
     let _supervisor = engine.start();
     let state = AppState {
-        providers: providers::register(&files, &engine),
+        providers: providers::register(&gw, &engine),
         catalog: files,
         batches: engine,
         spool_dir: cli.data_dir.join("spool"),

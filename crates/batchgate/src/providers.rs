@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use batchgate_engine::{Engine, LocalFiles};
+use batchgate_engine::{Engine, Gateway};
 use batchgate_provider_vllm::VllmProvider;
 use batchgate_server::Providers;
 
@@ -10,6 +10,6 @@ use batchgate_server::Providers;
 pub const NAMES: &[&str] = &[VllmProvider::NAME];
 
 /// Every provider, sharing the gateway's store and engine.
-pub fn register(files: &LocalFiles, engine: &Engine) -> Providers {
-    Providers::new().register(Arc::new(VllmProvider::new(files.clone(), engine.clone())))
+pub fn register(gw: &Gateway, engine: &Engine) -> Providers {
+    Providers::new().register(Arc::new(VllmProvider::new(gw.clone(), engine.clone())))
 }

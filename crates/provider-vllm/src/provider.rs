@@ -1,30 +1,123 @@
 //! `FileApi` and `BatchApi` for vLLM deployments.
+//!
+//! Where a call goes is decided once per object: an object created on the
+//! upstream (its ID carries, or its catalog row records, an upstream ID) is
+//! forwarded; every other object lives in the gateway. New objects follow
+//! the deployment's `batch_api` mode.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use batchgate_core::{
-    ApiError, Batch, BatchApi, CreateBatchRequest, DeletedFile, Deployment, FileApi, FileContent,
-    FileObject, ListPage, ListQuery, ObjectRef, Provider, RequestCtx, Upload,
+    ApiError, Batch, BatchApi, BatchApiMode, CreateBatchRequest, DeletedFile, Deployment, FileApi,
+    FileContent, FileObject, ListPage, ListQuery, ObjectRef, Provider, RequestCtx, Upload,
 };
-use batchgate_engine::{Engine, LocalFiles};
+use batchgate_engine::{Engine, Gateway, LocalFiles};
+use moka::future::Cache;
+
+use crate::forward::Forwarder;
+
+/// How long the answer of an `auto` probe is trusted.
+const PROBE_TTL: Duration = Duration::from_secs(600);
 
 /// The `hosted_vllm` provider.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VllmProvider {
+    gw: Gateway,
     files: LocalFiles,
     engine: Engine,
+    forward: Forwarder,
+    http: reqwest::Client,
+    /// Deployment id → whether its upstream has a batch API.
+    probes: Cache<String, bool>,
+}
+
+impl std::fmt::Debug for VllmProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VllmProvider").finish_non_exhaustive()
+    }
 }
 
 impl VllmProvider {
     /// The provider name, as written in `litellm_params.model`.
     pub const NAME: &'static str = "hosted_vllm";
 
-    /// A provider whose files live in `files` and whose batches run on
-    /// `engine`.
-    pub fn new(files: LocalFiles, engine: Engine) -> VllmProvider {
-        VllmProvider { files, engine }
+    /// A provider on `gw`'s store whose gateway-run batches go to `engine`.
+    pub fn new(gw: Gateway, engine: Engine) -> VllmProvider {
+        let http = reqwest::Client::new();
+        VllmProvider {
+            files: LocalFiles::new(gw.clone()),
+            forward: Forwarder::new(gw.clone(), http.clone()),
+            gw,
+            engine,
+            http,
+            probes: Cache::builder()
+                .time_to_live(PROBE_TTL)
+                .max_capacity(10_000)
+                .build(),
+        }
     }
+
+    /// Whether new objects of `d` go to the upstream's own API.
+    pub async fn forwards(&self, d: &Deployment) -> bool {
+        match d.batch_api {
+            BatchApiMode::Gateway => false,
+            BatchApiMode::Upstream => true,
+            BatchApiMode::Auto => {
+                let (http, url, key) = (self.http.clone(), d.url("/batches"), d.api_key.clone());
+                self.probes
+                    .get_with(d.id.clone(), probe(http, url, key))
+                    .await
+            }
+        }
+    }
+
+    /// The upstream ID of a file, if it lives on the upstream.
+    async fn upstream_file(&self, f: &ObjectRef) -> Result<Option<String>, ApiError> {
+        if f.upstream_id.is_some() {
+            return Ok(f.upstream_id.clone());
+        }
+        Ok(self
+            .gw
+            .store
+            .get_file(&f.local_key, i64::MIN)
+            .await?
+            .and_then(|r| r.upstream_id))
+    }
+
+    async fn upstream_batch(&self, b: &ObjectRef) -> Result<Option<String>, ApiError> {
+        if b.upstream_id.is_some() {
+            return Ok(b.upstream_id.clone());
+        }
+        Ok(self
+            .gw
+            .store
+            .get_batch(&b.local_key)
+            .await?
+            .and_then(|r| r.upstream_id))
+    }
+}
+
+/// Does the upstream answer `GET /v1/batches` like OpenAI? Plain
+/// `vllm serve` answers 404.
+async fn probe(http: reqwest::Client, url: String, key: Option<String>) -> bool {
+    let mut req = http
+        .get(url)
+        .query(&[("limit", "1")])
+        .timeout(Duration::from_secs(5));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    let has_api = match req.send().await {
+        Ok(r) if r.status().is_success() => r
+            .json::<serde_json::Value>()
+            .await
+            .is_ok_and(|v| v["object"] == "list"),
+        _ => false,
+    };
+    tracing::info!(has_api, "probed the upstream for a batch API");
+    has_api
 }
 
 impl Provider for VllmProvider {
@@ -41,19 +134,32 @@ impl FileApi for VllmProvider {
         d: &Arc<Deployment>,
         upload: Upload,
     ) -> Result<FileObject, ApiError> {
-        self.files.create_file(ctx, d, upload).await
+        if self.forwards(d).await {
+            self.forward.create_file(ctx, d, upload).await
+        } else {
+            self.files.create_file(ctx, d, upload).await
+        }
     }
 
     async fn retrieve_file(&self, ctx: &RequestCtx, f: &ObjectRef) -> Result<FileObject, ApiError> {
-        self.files.retrieve_file(ctx, f).await
+        match self.upstream_file(f).await? {
+            Some(up) => self.forward.retrieve_file(ctx, f, &up).await,
+            None => self.files.retrieve_file(ctx, f).await,
+        }
     }
 
     async fn file_content(&self, ctx: &RequestCtx, f: &ObjectRef) -> Result<FileContent, ApiError> {
-        self.files.file_content(ctx, f).await
+        match self.upstream_file(f).await? {
+            Some(up) => self.forward.file_content(ctx, f, &up).await,
+            None => self.files.file_content(ctx, f).await,
+        }
     }
 
     async fn delete_file(&self, ctx: &RequestCtx, f: &ObjectRef) -> Result<DeletedFile, ApiError> {
-        self.files.delete_file(ctx, f).await
+        match self.upstream_file(f).await? {
+            Some(up) => self.forward.delete_file(ctx, f, &up).await,
+            None => self.files.delete_file(ctx, f).await,
+        }
     }
 
     async fn list_files(
@@ -62,7 +168,11 @@ impl FileApi for VllmProvider {
         d: &Arc<Deployment>,
         q: &ListQuery,
     ) -> Result<ListPage<FileObject>, ApiError> {
-        self.files.list_files(ctx, d, q).await
+        if self.forwards(d).await {
+            self.forward.list_files(ctx, d, q).await
+        } else {
+            self.files.list_files(ctx, d, q).await
+        }
     }
 }
 
@@ -74,23 +184,36 @@ impl BatchApi for VllmProvider {
         input: &ObjectRef,
         req: CreateBatchRequest,
     ) -> Result<Batch, ApiError> {
-        self.engine.create(ctx, input, req).await
+        match self.upstream_file(input).await? {
+            Some(up) => self.forward.create_batch(ctx, input, &up, req).await,
+            None => self.engine.create(ctx, input, req).await,
+        }
     }
 
     async fn retrieve_batch(&self, ctx: &RequestCtx, b: &ObjectRef) -> Result<Batch, ApiError> {
-        self.engine.retrieve(ctx, b).await
+        match self.upstream_batch(b).await? {
+            Some(up) => self.forward.retrieve_batch(ctx, b, &up).await,
+            None => self.engine.retrieve(ctx, b).await,
+        }
     }
 
     async fn cancel_batch(&self, ctx: &RequestCtx, b: &ObjectRef) -> Result<Batch, ApiError> {
-        self.engine.cancel(ctx, b).await
+        match self.upstream_batch(b).await? {
+            Some(up) => self.forward.cancel_batch(ctx, b, &up).await,
+            None => self.engine.cancel(ctx, b).await,
+        }
     }
 
     async fn list_batches(
         &self,
         ctx: &RequestCtx,
-        _: &Arc<Deployment>,
+        d: &Arc<Deployment>,
         q: &ListQuery,
     ) -> Result<ListPage<Batch>, ApiError> {
-        self.engine.list(ctx, q).await
+        if self.forwards(d).await {
+            self.forward.list_batches(ctx, d, q).await
+        } else {
+            self.engine.list(ctx, q).await
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Batch routes: create, retrieve, cancel, list.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use batchgate_core::{ApiError, Batch, CreateBatchRequest, ListOrder, ListPage, ListQuery};
 use batchgate_ids::Kind;
@@ -15,6 +16,7 @@ use crate::files::parse_limit;
 pub struct BatchListParams {
     after: Option<String>,
     limit: Option<String>,
+    model: Option<String>,
 }
 
 pub async fn create(
@@ -58,13 +60,25 @@ pub async fn cancel(
 pub async fn list(
     State(st): State<AppState>,
     Ctx(ctx): Ctx,
+    headers: HeaderMap,
     ApiQuery(p): ApiQuery<BatchListParams>,
 ) -> HttpResult<Json<ListPage<Batch>>> {
+    let model = crate::files::model_hint(&headers, p.model);
     let query = ListQuery {
         after: p.after.filter(|a| !a.is_empty()),
         limit: parse_limit(p.limit.as_deref(), 20, 100)?,
         order: ListOrder::Desc,
         purpose: None,
     };
-    Ok(Json(st.batches.list(&ctx, &query).await?))
+    // Naming a model asks that model's provider (an upstream-mode deployment
+    // lists the upstream's batches); otherwise the gateway's catalog answers.
+    let page = match model {
+        Some(name) => {
+            let deployment = st.resolve_model(Some(&name))?;
+            let provider = st.providers.for_deployment(&deployment)?;
+            provider.list_batches(&ctx, &deployment, &query).await?
+        }
+        None => st.batches.list(&ctx, &query).await?,
+    };
+    Ok(Json(page))
 }

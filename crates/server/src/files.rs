@@ -42,6 +42,16 @@ pub fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, Api
     }
 }
 
+/// The model a request names: `x-litellm-model`, else `?model=`.
+pub fn model_hint(headers: &HeaderMap, query: Option<String>) -> Option<String> {
+    headers
+        .get("x-litellm-model")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or(query)
+}
+
 pub fn parse_order(raw: Option<&str>) -> Result<ListOrder, ApiError> {
     match raw {
         None | Some("desc") => Ok(ListOrder::Desc),
@@ -71,11 +81,7 @@ pub async fn list(
         order: parse_order(p.order.as_deref())?,
         purpose,
     };
-    let model = headers
-        .get("x-litellm-model")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or(p.model);
+    let model = model_hint(&headers, p.model);
     let page = match model {
         Some(name) => {
             let deployment = st.resolve_model(Some(&name))?;

@@ -58,6 +58,11 @@ pub trait BatchStore: Send + Sync {
 
     async fn get_batch(&self, key: &str) -> Result<Option<BatchRecord>, StoreError>;
 
+    /// Inserts or refreshes the snapshot of a batch that runs on an
+    /// upstream (status, counts, timestamps, result file IDs); ownership
+    /// and routing fields keep their first values.
+    async fn upsert_forwarded_batch(&self, batch: &BatchRecord) -> Result<(), StoreError>;
+
     /// Batches the caller may see, newest first; `after` as for files.
     async fn list_batches(
         &self,

@@ -22,7 +22,9 @@ impl BatchStore for SqliteStore {
             "INSERT INTO batches (key, public_id, endpoint, model, input_file_id, input_key, \
              completion_window, status, output_file_id, error_file_id, errors, created_at, expires_at, \
              total, completed, failed, metadata, deployment_id, upstream_id, output_expires_seconds, \
-             owner_key, owner_team) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             owner_key, owner_team, in_progress_at, finalizing_at, completed_at, failed_at, expired_at, \
+             cancelling_at, cancelled_at, input_tokens, cached_tokens, output_tokens, reasoning_tokens) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.key)
         .bind(&b.id)
@@ -46,8 +48,62 @@ impl BatchStore for SqliteStore {
         .bind(r.output_expires_seconds.map(int))
         .bind(&r.owner.key_id)
         .bind(&r.owner.team_id)
+        .bind(b.in_progress_at)
+        .bind(b.finalizing_at)
+        .bind(b.completed_at)
+        .bind(b.failed_at)
+        .bind(b.expired_at)
+        .bind(b.cancelling_at)
+        .bind(b.cancelled_at)
+        .bind(int(b.usage.map_or(0, |u| u.input_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.input_tokens_details.cached_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.output_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.output_tokens_details.reasoning_tokens)))
         .execute(self.pool())
         .await?;
+        Ok(())
+    }
+
+    async fn upsert_forwarded_batch(&self, r: &BatchRecord) -> Result<(), StoreError> {
+        let b = &r.batch;
+        let mut tx = self.pool().begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM batches WHERE key = ?")
+            .bind(&r.key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            tx.commit().await?;
+            return self.insert_batch(r).await;
+        }
+        sqlx::query(
+            "UPDATE batches SET status = ?, output_file_id = ?, error_file_id = ?, errors = ?, \
+             in_progress_at = ?, expires_at = ?, finalizing_at = ?, completed_at = ?, failed_at = ?, \
+             expired_at = ?, cancelling_at = ?, cancelled_at = ?, total = ?, completed = ?, failed = ?, \
+             input_tokens = ?, cached_tokens = ?, output_tokens = ?, reasoning_tokens = ? WHERE key = ?",
+        )
+        .bind(b.status.as_str())
+        .bind(&b.output_file_id)
+        .bind(&b.error_file_id)
+        .bind(to_json(&b.errors)?)
+        .bind(b.in_progress_at)
+        .bind(b.expires_at)
+        .bind(b.finalizing_at)
+        .bind(b.completed_at)
+        .bind(b.failed_at)
+        .bind(b.expired_at)
+        .bind(b.cancelling_at)
+        .bind(b.cancelled_at)
+        .bind(int(b.request_counts.total))
+        .bind(int(b.request_counts.completed))
+        .bind(int(b.request_counts.failed))
+        .bind(int(b.usage.map_or(0, |u| u.input_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.input_tokens_details.cached_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.output_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.output_tokens_details.reasoning_tokens)))
+        .bind(&r.key)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
