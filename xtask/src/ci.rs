@@ -13,17 +13,50 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    step("format", Command::new(&cargo).args(["fmt", "--all", "--", "--check"]))?;
+    step(
+        "format",
+        Command::new(&cargo).args(["fmt", "--all", "--", "--check"]),
+    )?;
     step(
         "clippy",
-        Command::new(&cargo).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        Command::new(&cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
-    step("build binaries", Command::new(&cargo).args(["build", "-p", "batchgate", "-p", "batchgate-mock-vllm"]))?;
-    step("rust tests", Command::new(&cargo).args(["test", "--workspace", "--all-targets"]))?;
-    step("doc tests", Command::new(&cargo).args(["test", "--workspace", "--doc"]))?;
-    step("quickstart", Command::new(&cargo).args(["xtask", "quickstart", "--exit", "--port", "4100", "--mock-port", "8100"]))?;
+    step(
+        "build binaries",
+        Command::new(&cargo).args(["build", "-p", "batchgate", "-p", "batchgate-mock-vllm"]),
+    )?;
+    step(
+        "rust tests",
+        Command::new(&cargo).args(["test", "--workspace", "--all-targets"]),
+    )?;
+    step(
+        "doc tests",
+        Command::new(&cargo).args(["test", "--workspace", "--doc"]),
+    )?;
+    step(
+        "quickstart",
+        Command::new(&cargo).args([
+            "xtask",
+            "quickstart",
+            "--exit",
+            "--port",
+            "4100",
+            "--mock-port",
+            "8100",
+        ]),
+    )?;
     if !args.no_python {
-        step("python SDK tests", Command::new("bash").arg("tests/python/run.sh"))?;
+        step(
+            "python SDK tests",
+            Command::new("bash").arg("tests/python/run.sh"),
+        )?;
     }
     eprintln!("\nxtask ci: all checks passed");
     Ok(())

@@ -43,7 +43,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let bin = root.join("target").join("debug");
     let mock = spawn(
-        Command::new(bin.join("mock-vllm")).args(["--port", &args.mock_port.to_string(), "--latency-ms", "50"]),
+        Command::new(bin.join("mock-vllm")).args([
+            "--port",
+            &args.mock_port.to_string(),
+            "--latency-ms",
+            "50",
+        ]),
         "mock-vllm",
     )?;
     let config = std::fs::read_to_string(root.join("examples/config.yaml"))?
@@ -67,7 +72,10 @@ pub fn run(args: Args) -> Result<()> {
         drop((gateway, mock));
         return Ok(());
     }
-    println!("\nbatchgate is serving on {base} (master key sk-1234) in front of a mock vLLM on :{}.", args.mock_port);
+    println!(
+        "\nbatchgate is serving on {base} (master key sk-1234) in front of a mock vLLM on :{}.",
+        args.mock_port
+    );
     println!("Try the README's curl commands; Ctrl-C stops both.");
     runtime.block_on(async { tokio::signal::ctrl_c().await })?;
     drop((gateway, mock));
@@ -75,8 +83,16 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 fn spawn(cmd: &mut Command, name: &str) -> Result<Guard> {
-    let mut child = Guard(cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("cannot start {name}"))?);
-    let stdout = child.0.stdout.take().ok_or_else(|| anyhow!("no stdout from {name}"))?;
+    let mut child = Guard(
+        cmd.stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?,
+    );
+    let stdout = child
+        .0
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no stdout from {name}"))?;
     let mut lines = BufReader::new(stdout).lines();
     loop {
         match lines.next() {
@@ -99,7 +115,10 @@ async fn demo(base: &str, jsonl: &std::path::Path) -> Result<()> {
     let bytes = std::fs::read(jsonl)?;
     let form = reqwest::multipart::Form::new()
         .text("purpose", "batch")
-        .part("file", reqwest::multipart::Part::bytes(bytes).file_name("batch_requests.jsonl"));
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("batch_requests.jsonl"),
+        );
     let file: Value = http
         .post(format!("{base}/v1/files"))
         .header("authorization", auth)
@@ -110,7 +129,9 @@ async fn demo(base: &str, jsonl: &std::path::Path) -> Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    let file_id = file["id"].as_str().ok_or_else(|| anyhow!("no file id: {file}"))?;
+    let file_id = file["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no file id: {file}"))?;
     println!("\nFile uploaded: {file_id}");
     let batch: Value = http
         .post(format!("{base}/v1/batches"))
@@ -121,7 +142,9 @@ async fn demo(base: &str, jsonl: &std::path::Path) -> Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    let batch_id = batch["id"].as_str().ok_or_else(|| anyhow!("no batch id: {batch}"))?;
+    let batch_id = batch["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no batch id: {batch}"))?;
     println!("Batch created: {batch_id}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let done = loop {
@@ -141,7 +164,9 @@ async fn demo(base: &str, jsonl: &std::path::Path) -> Result<()> {
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     };
-    let output_id = done["output_file_id"].as_str().ok_or_else(|| anyhow!("no output file"))?;
+    let output_id = done["output_file_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no output file"))?;
     let results = http
         .get(format!("{base}/v1/files/{output_id}/content"))
         .header("authorization", auth)

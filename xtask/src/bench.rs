@@ -1,0 +1,351 @@
+//! `cargo xtask bench`: load runs against the release binaries, printed as
+//! one table. Targets are checked here, by a person reading ratios — never
+//! by timed assertions in tests.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+const KEY: &str = "sk-bench";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Lines of the latency-bound batch (c).
+    #[arg(long, default_value_t = 50_000)]
+    lines: usize,
+    /// Upstream concurrency for (c) and (d).
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// Seconds of the retrieve load (b).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+struct Row {
+    what: String,
+    result: String,
+    target: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "batchgate",
+            "-p",
+            "batchgate-mock-vllm",
+        ])
+        .current_dir(&root)
+        .status()?
+        .success();
+    if !ok {
+        bail!("release build failed");
+    }
+    let bin = root.join("target/release");
+    let work = std::env::temp_dir().join(format!("batchgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut rows = Vec::new();
+
+    // (e) idle, (a) uploads, (b) retrieves: one gateway, zero-latency mock.
+    let mock0 = start(
+        Command::new(bin.join("mock-vllm")).args(["--port", "0"]),
+        "mock-vllm",
+    )?;
+    let gw = start_gateway(&bin, &work.join("g1"), &mock0.1, args.concurrency)?;
+    std::thread::sleep(Duration::from_secs(1));
+    rows.push(Row {
+        what: "(e) idle RSS".into(),
+        result: mib(rss_kib(gw.0.pid(), "VmRSS")?),
+        target: "≤ 20 MiB".into(),
+    });
+    for mb in [30usize, 200] {
+        let path = work.join(format!("upload-{mb}.jsonl"));
+        write_lines(&path, "bench-model", mb * 1_000_000 / 230)?;
+        let size = std::fs::metadata(&path)?.len();
+        reset_peak(gw.0.pid());
+        let t = Instant::now();
+        rt.block_on(upload(&gw.1, &path))?;
+        let secs = t.elapsed().as_secs_f64();
+        let peak = rss_kib(gw.0.pid(), "VmHWM")?;
+        rows.push(Row {
+            what: format!("(a) upload {mb} MB"),
+            result: format!(
+                "{:.2} s, {:.0} MB/s, peak RSS {}",
+                secs,
+                size as f64 / 1e6 / secs,
+                mib(peak)
+            ),
+            target: "≥ 300 MB/s; ≤ 64 MiB peak at 200 MB".into(),
+        });
+    }
+    let small = work.join("small.jsonl");
+    write_lines(&small, "bench-model", 10)?;
+    let batch_id = rt.block_on(async {
+        let file = upload(&gw.1, &small).await?;
+        let batch = create(&gw.1, &file).await?;
+        wait(&gw.1, &batch).await?;
+        Ok::<_, anyhow::Error>(batch)
+    })?;
+    let (rps, p99) = rt.block_on(retrieve_load(
+        &gw.1,
+        &batch_id,
+        32,
+        Duration::from_secs(args.seconds),
+    ))?;
+    rows.push(Row {
+        what: "(b) GET /v1/batches/{id}, 32 connections".into(),
+        result: format!("{rps:.0} req/s, p99 {:.2} ms", p99.as_secs_f64() * 1000.0),
+        target: "≥ 20,000 req/s, p99 ≤ 5 ms".into(),
+    });
+
+    // (d) lines/s against a zero-latency upstream.
+    let n = 20_000;
+    let path = work.join("zero.jsonl");
+    write_lines(&path, "bench-model", n)?;
+    let secs = rt.block_on(run_batch(&gw.1, &path))?;
+    rows.push(Row {
+        what: format!("(d) {n}-line batch, zero-latency upstream"),
+        result: format!("{:.1} s, {:.0} lines/s", secs, n as f64 / secs),
+        target: "≥ 10,000 lines/s".into(),
+    });
+    drop(gw);
+
+    // (c) the latency-bound batch on a fresh gateway.
+    let mock50 = start(
+        Command::new(bin.join("mock-vllm")).args(["--port", "0", "--latency-ms", "50"]),
+        "mock-vllm",
+    )?;
+    let gw = start_gateway(&bin, &work.join("g2"), &mock50.1, args.concurrency)?;
+    let path = work.join("latency.jsonl");
+    write_lines(&path, "bench-model", args.lines)?;
+    reset_peak(gw.0.pid());
+    let secs = rt.block_on(run_batch(&gw.1, &path))?;
+    let ideal = args.lines as f64 * 0.050 / args.concurrency as f64;
+    rows.push(Row {
+        what: format!(
+            "(c) {}-line batch, 50 ms upstream, concurrency {}",
+            args.lines, args.concurrency
+        ),
+        result: format!(
+            "{secs:.1} s vs ideal {ideal:.1} s = {:.2}x, peak RSS {}",
+            secs / ideal,
+            mib(rss_kib(gw.0.pid(), "VmHWM")?)
+        ),
+        target: "≤ 1.1x ideal".into(),
+    });
+    drop((gw, mock0, mock50));
+    let _ = std::fs::remove_dir_all(&work);
+
+    println!("\n| measurement | result | target |\n|---|---|---|");
+    for r in rows {
+        println!("| {} | {} | {} |", r.what, r.result, r.target);
+    }
+    Ok(())
+}
+
+fn start(cmd: &mut Command, name: &str) -> Result<(Proc, String)> {
+    let mut child = Proc(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {name}"))?,
+    );
+    let stdout = child.0.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("listening on") => {
+                break l.rsplit(' ').next().unwrap_or_default().to_string();
+            }
+            Some(Ok(_)) => {}
+            _ => bail!("{name} did not start"),
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Ok((child, url))
+}
+
+fn start_gateway(
+    bin: &Path,
+    dir: &Path,
+    upstream: &str,
+    concurrency: usize,
+) -> Result<(Proc, String)> {
+    std::fs::create_dir_all(dir)?;
+    let config = format!(
+        "model_list:\n- model_name: bench-model\n  litellm_params:\n    model: hosted_vllm/meta-llama/Llama-2-7b-chat-hf\n    api_base: {upstream}\n    max_parallel_requests: {concurrency}\n    batch_api: gateway\ngeneral_settings:\n  master_key: {KEY}\n  max_file_size_mb: 1024\nbatch_settings:\n  max_lines: 1000000\n  max_input_mb: 1024\n"
+    );
+    std::fs::write(dir.join("config.yaml"), config)?;
+    start(
+        Command::new(bin.join("batchgate"))
+            .arg("--config")
+            .arg(dir.join("config.yaml"))
+            .args(["--port", "0", "--data-dir"])
+            .arg(dir.join("data"))
+            .env("RUST_LOG", "warn"),
+        "batchgate",
+    )
+}
+
+fn write_lines(path: &Path, model: &str, n: usize) -> Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..n {
+        writeln!(
+            f,
+            r#"{{"custom_id":"req-{i}","method":"POST","url":"/v1/chat/completions","body":{{"model":"{model}","max_tokens":16,"messages":[{{"role":"user","content":"line {i}: the quick brown fox jumps over the lazy dog, again and again and again"}}]}}}}"#
+        )?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+fn rss_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no {field} for {pid}"))
+}
+
+/// Resets VmHWM so the next reading is the peak of the next phase.
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+async fn upload(base: &str, path: &Path) -> Result<String> {
+    let file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(file), len)
+        .file_name("bench.jsonl");
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "batch")
+        .part("file", part);
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/files"))
+        .bearer_auth(KEY)
+        .header("x-litellm-model", "bench-model")
+        .multipart(form)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    v["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("upload: {v}"))
+}
+
+async fn create(base: &str, file_id: &str) -> Result<String> {
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/batches"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    v["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("create: {v}"))
+}
+
+async fn wait(base: &str, batch_id: &str) -> Result<()> {
+    let http = reqwest::Client::new();
+    loop {
+        let v: Value = http
+            .get(format!("{base}/v1/batches/{batch_id}"))
+            .bearer_auth(KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
+        match v["status"].as_str() {
+            Some("completed") => return Ok(()),
+            Some("failed" | "cancelled" | "expired") => bail!("batch ended {v}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Upload, then time create → completed.
+async fn run_batch(base: &str, path: &Path) -> Result<f64> {
+    let file = upload(base, path).await?;
+    let t = Instant::now();
+    let batch = create(base, &file).await?;
+    wait(base, &batch).await?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+async fn retrieve_load(
+    base: &str,
+    batch_id: &str,
+    conns: usize,
+    dur: Duration,
+) -> Result<(f64, Duration)> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(conns)
+        .build()?;
+    let url = Arc::new(format!("{base}/v1/batches/{batch_id}"));
+    let deadline = Instant::now() + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (http, url) = (http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = http
+                    .get(url.as_str())
+                    .bearer_auth(KEY)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success());
+                if let Ok(true) = ok {
+                    lat.push(t.elapsed());
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await?);
+    }
+    all.sort();
+    let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or_default();
+    Ok((all.len() as f64 / dur.as_secs_f64(), p99))
+}
