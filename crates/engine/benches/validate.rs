@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use batchgate_core::ByteStream;
-use batchgate_engine::{validate_stream, Outcome, Rules};
+use batchgate_engine::{validate_stream, LineReader, Outcome, Rules, Validator};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::StreamExt;
@@ -15,7 +15,7 @@ fn chat_file() -> Bytes {
     let filler = "The quick brown fox jumps over the lazy dog, again and again. ";
     let mut out = String::with_capacity(LINES * 420);
     for i in 0..LINES {
-        let user = filler.repeat(3 + i % 3);
+        let user = filler.repeat(2 + i % 2);
         out.push_str(&format!(
             concat!(
                 r#"{{"custom_id":"request-{}","method":"POST","url":"/v1/chat/completions","#,
@@ -53,10 +53,11 @@ fn stream_of(file: &Bytes) -> ByteStream {
 
 fn bench(c: &mut Criterion) {
     let file = chat_file();
+    println!("input: {LINES} lines, {} bytes", file.len());
     let mut group = c.benchmark_group("validate");
     group.throughput(Throughput::Bytes(file.len() as u64));
     group.sample_size(10);
-    group.bench_function("chat_50k_lines", |b| {
+    group.bench_function("chat_50k_lines_validate_stream", |b| {
         b.iter(|| {
             let outcome =
                 futures::executor::block_on(validate_stream(stream_of(&file), rules(), 1 << 20))
@@ -67,6 +68,20 @@ fn bench(c: &mut Criterion) {
                     lines: LINES as u64
                 }
             );
+        });
+    });
+    group.bench_function("chat_50k_lines_check", |b| {
+        b.iter(|| {
+            futures::executor::block_on(async {
+                let mut reader = LineReader::new(stream_of(&file), 1 << 20);
+                let mut validator = Validator::new(rules());
+                let mut kept = 0u64;
+                while let Some(line) = reader.next_line().await.unwrap() {
+                    kept += u64::from(validator.check(&line).is_some());
+                }
+                assert_eq!(kept, LINES as u64);
+                validator.finish(reader.bytes_read())
+            })
         });
     });
     group.finish();

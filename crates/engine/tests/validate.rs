@@ -52,7 +52,13 @@ async fn run_with(file: &[u8], rules: Rules) -> (Outcome, Vec<ValidLine>) {
             Some(expected) => assert_eq!(&got, expected, "chunk size {size}"),
         }
     }
-    first.unwrap()
+    let first = first.unwrap();
+    if file.len() as u64 <= rules.max_bytes {
+        // The inspect-only pass must reach the same verdict.
+        let streamed = validate_stream(chunked(file, 7), rules, 4096).await;
+        assert_eq!(streamed.unwrap(), first.0, "validate_stream");
+    }
+    first
 }
 
 async fn run(file: &str) -> Outcome {
