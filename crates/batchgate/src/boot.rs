@@ -13,11 +13,11 @@ use crate::{providers, Cli};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&cli.config, providers::NAMES)?;
-    let auth = match (&config.general.master_key, cli.insecure_no_auth) {
-        (Some(key), _) if !key.is_empty() => Auth::master_key(key.clone()),
+    let master_key = match (&config.general.master_key, cli.insecure_no_auth) {
+        (Some(key), _) if !key.is_empty() => Some(key.clone()),
         (_, true) => {
             tracing::warn!("!!! --insecure-no-auth: every request is served without an API key check !!!");
-            Auth::disabled()
+            None
         }
         _ => bail!(
             "general_settings.master_key is not set: set it (e.g. master_key: os.environ/LITELLM_MASTER_KEY) \
@@ -47,6 +47,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         general: Arc::new(config.general),
         batch: Arc::new(config.batch),
         clock: system_clock(),
+    };
+    let auth = match master_key {
+        Some(key) => Auth::new(key, gw.store.clone()),
+        None => Auth::disabled(),
     };
     let files = LocalFiles::new(gw.clone());
     let engine = Engine::new(gw.clone(), instance_id(&cli.data_dir)?)?;

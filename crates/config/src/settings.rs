@@ -63,6 +63,21 @@ pub struct BatchSettings {
     pub default_max_parallel_requests: usize,
     /// Default per-request timeout in seconds.
     pub default_timeout_seconds: f64,
+    /// What a running batch does once its key or team is over budget.
+    pub on_budget_exceeded: BudgetPolicy,
+}
+
+/// `batch_settings.on_budget_exceeded`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetPolicy {
+    /// Let in-flight lines finish, then put every remaining line in the
+    /// error file with code `budget_exceeded` (the default: a budget is a
+    /// limit).
+    #[default]
+    Stop,
+    /// Run the batch to the end; only new uploads and batches are refused.
+    Finish,
 }
 
 impl Default for BatchSettings {
@@ -79,6 +94,7 @@ impl Default for BatchSettings {
             lease_seconds: 30,
             default_max_parallel_requests: 64,
             default_timeout_seconds: 600.0,
+            on_budget_exceeded: BudgetPolicy::Stop,
         }
     }
 }

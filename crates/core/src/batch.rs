@@ -141,6 +141,25 @@ pub struct Batch {
     pub request_counts: RequestCounts,
     pub metadata: Option<BTreeMap<String, String>>,
     pub usage: Option<Usage>,
+    /// batchgate's extension: what the batch has cost so far (absent on
+    /// batches that run on an upstream's own batch API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<BatchCost>,
+}
+
+/// The cost of a batch's successful lines. Amounts are exact decimal
+/// strings (e.g. `"0.000021"`), so no client reads them as floats by
+/// accident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCost {
+    pub currency: String,
+    pub total: String,
+    pub input: String,
+    pub output: String,
+    /// Lines of a model with configured prices.
+    pub priced_lines: u64,
+    /// Lines of a model without prices: they cost zero, reported here.
+    pub unpriced_lines: u64,
 }
 
 /// `expires_after` for the output and error files of a batch.
@@ -229,6 +248,7 @@ mod tests {
             request_counts: RequestCounts::default(),
             metadata: None,
             usage: None,
+            cost: None,
         };
         let v = serde_json::to_value(&b).unwrap_or_default();
         let keys = [

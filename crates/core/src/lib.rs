@@ -26,7 +26,7 @@ mod list;
 mod provider;
 
 pub use batch::{
-    Batch, BatchError, BatchErrors, BatchStatus, CreateBatchRequest, InputTokensDetails,
+    Batch, BatchCost, BatchError, BatchErrors, BatchStatus, CreateBatchRequest, InputTokensDetails,
     OutputExpiresAfter, OutputTokensDetails, RequestCounts, Usage,
 };
 pub use deployment::{BatchApiMode, Deployment};

@@ -22,6 +22,8 @@ pub struct Caller {
     pub key_id: Option<String>,
     pub team_id: Option<String>,
     pub is_master: bool,
+    /// Model names this caller may use; empty means every model.
+    pub models: Vec<String>,
 }
 
 impl Caller {
@@ -31,7 +33,13 @@ impl Caller {
             key_id: None,
             team_id: None,
             is_master: true,
+            models: Vec::new(),
         }
+    }
+
+    /// Whether this caller may use `model_name`.
+    pub fn may_use(&self, model_name: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|m| m == model_name)
     }
 }
 

@@ -5,6 +5,6 @@
 mod price;
 mod total;
 
-pub use price::{Prices, BATCH_MULTIPLIER_KEY, DEFAULT_BATCH_MULTIPLIER};
+pub use price::{decimal_of, Prices, BATCH_MULTIPLIER_KEY, DEFAULT_BATCH_MULTIPLIER};
 pub use rust_decimal::Decimal;
 pub use total::{BatchCost, LineCost, Tokens};

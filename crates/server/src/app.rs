@@ -19,7 +19,8 @@ use tower_http::trace::TraceLayer;
 use crate::auth::{require_key, Auth};
 use crate::error::HttpError;
 use crate::registry::Providers;
-use crate::{batches, files, upload};
+use crate::admin::{self, AdminState};
+use crate::{batches, files, spend, upload};
 
 /// Everything handlers share.
 #[derive(Clone, Debug)]
@@ -75,9 +76,21 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .route("/batches", post(batches::create).get(batches::list))
         .route("/batches/{batch_id}", get(batches::retrieve))
         .route("/batches/{batch_id}/cancel", post(batches::cancel));
+    let management = Router::new()
+        .route("/key/generate", post(admin::generate))
+        .route("/key/update", post(admin::update))
+        .route("/key/delete", post(admin::delete))
+        .route("/key/info", get(admin::info))
+        .route("/team/new", post(admin::team_upsert))
+        .route("/team/update", post(admin::team_upsert))
+        .route("/team/info", get(admin::team_info))
+        .route("/spend/logs", get(spend::logs))
+        .route("/global/spend/report", get(spend::report))
+        .with_state(AdminState { gw: state.gw.clone(), auth: auth.clone() });
     let authed = Router::new()
         .nest("/v1", api.clone())
         .merge(api)
+        .merge(management)
         .route_layer(axum::middleware::from_fn_with_state(auth, require_key));
     Router::new()
         .merge(authed)
@@ -136,7 +149,7 @@ pub async fn serve(
     state: AppState,
     auth: Auth,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_expired(state.catalog.clone()));
+    let sweeper = tokio::spawn(sweep_expired(state.catalog.clone(), state.gw.clone()));
     let app = router(state, auth);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
@@ -145,10 +158,15 @@ pub async fn serve(
     result
 }
 
-async fn sweep_expired(catalog: LocalFiles) {
+async fn sweep_expired(catalog: LocalFiles, gw: Gateway) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
+        match gw.store.reset_budgets(gw.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reset = n, "budget periods restarted"),
+            Err(e) => tracing::warn!(error = %e, "budget reset failed"),
+        }
         match catalog.sweep_expired().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "expired files removed"),

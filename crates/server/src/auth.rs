@@ -1,72 +1,108 @@
-//! Bearer-key authentication.
+//! Authentication: the master key, or a virtual key looked up by its hash.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use batchgate_core::{ApiError, Caller};
+use batchgate_store::MetaStore;
+use moka::future::Cache;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::HttpError;
 
+/// A resolved key is trusted this long before it is looked up again, so a
+/// deleted key stops working within this time.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
 /// Who may call. With no master key every caller is the master (the binary
 /// allows that only with `--insecure-no-auth`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Auth {
     master_key: Option<String>,
+    store: Option<Arc<dyn MetaStore>>,
+    cache: Cache<String, Caller>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("enabled", &self.master_key.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The SHA-256 of a key, hex: the only form in which keys are stored.
+pub fn key_hash(key: &str) -> String {
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Auth {
-    pub fn master_key(key: String) -> Auth {
+    /// The master key plus virtual keys from `store`.
+    pub fn new(master_key: String, store: Arc<dyn MetaStore>) -> Auth {
         Auth {
-            master_key: Some(key),
+            master_key: Some(master_key),
+            store: Some(store),
+            cache: Cache::builder().time_to_live(KEY_CACHE_TTL).max_capacity(100_000).build(),
         }
     }
 
+    /// Only the master key.
+    pub fn master_key(key: String) -> Auth {
+        Auth { master_key: Some(key), store: None, cache: Cache::new(1) }
+    }
+
     pub fn disabled() -> Auth {
-        Auth { master_key: None }
+        Auth { master_key: None, store: None, cache: Cache::new(1) }
+    }
+
+    /// Forgets cached virtual keys (after an update or delete).
+    pub fn invalidate(&self) {
+        self.cache.invalidate_all();
     }
 
     /// The caller a presented key stands for, if any.
-    pub fn authenticate(&self, presented: Option<&str>) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, presented: Option<&str>) -> Result<Caller, ApiError> {
         let Some(master) = &self.master_key else {
             return Ok(Caller::master());
         };
-        let Some(presented) = presented else {
+        let Some(presented) = presented.filter(|k| !k.is_empty()) else {
             return Err(ApiError::unauthorized(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
             ));
         };
         if bool::from(presented.as_bytes().ct_eq(master.as_bytes())) {
-            Ok(Caller::master())
-        } else {
-            Err(ApiError::unauthorized("Incorrect API key provided."))
+            return Ok(Caller::master());
         }
+        let wrong = || ApiError::unauthorized("Incorrect API key provided.");
+        let Some(store) = &self.store else { return Err(wrong()) };
+        let hash = key_hash(presented);
+        if let Some(caller) = self.cache.get(&hash).await {
+            return Ok(caller);
+        }
+        let key = store.key_by_hash(&hash).await.map_err(ApiError::from)?.ok_or_else(wrong)?;
+        let caller = Caller { key_id: Some(key.key_id), team_id: key.team_id, is_master: false, models: key.models };
+        self.cache.insert(hash, caller.clone()).await;
+        Ok(caller)
     }
 }
 
 /// The key from `Authorization: Bearer …` or `x-api-key`.
-fn presented_key(req: &Request) -> Option<&str> {
+fn presented_key(req: &Request) -> Option<String> {
     let headers = req.headers();
-    if let Some(v) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        let token = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v);
-        return Some(token.trim());
+        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+        return Some(token.trim().to_string());
     }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string())
 }
 
 /// Middleware: authenticate, then hand the caller to handlers.
 pub async fn require_key(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
-    match auth.authenticate(presented_key(&req)) {
+    let presented = presented_key(&req);
+    match auth.authenticate(presented.as_deref()).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

@@ -1,7 +1,8 @@
 //! Batch routes: create, retrieve, cancel, list.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use batchgate_core::{ApiError, Batch, CreateBatchRequest, ListOrder, ListPage, ListQuery};
 use batchgate_ids::Kind;
@@ -31,18 +32,28 @@ pub async fn create(
             .with_param("input_file_id")
             .with_code("file_not_found")
     })?;
+    crate::guard::check_model(&ctx.caller, &input.deployment.model_name)?;
+    crate::guard::check_budget(&st.gw, &ctx.caller).await?;
     let provider = st.providers.for_deployment(&input.deployment)?;
     Ok(Json(provider.create_batch(&ctx, &input, req).await?))
 }
 
+/// The batch, with its cost so far also in `x-litellm-response-cost` (as
+/// LiteLLM reports it). Reading a batch never changes spend.
 pub async fn retrieve(
     State(st): State<AppState>,
     Ctx(ctx): Ctx,
     ApiPath(id): ApiPath,
-) -> HttpResult<Json<Batch>> {
+) -> HttpResult<Response> {
     let batch = st.gw.route(Kind::Batch, &id)?;
     let provider = st.providers.for_deployment(&batch.deployment)?;
-    Ok(Json(provider.retrieve_batch(&ctx, &batch).await?))
+    let batch = provider.retrieve_batch(&ctx, &batch).await?;
+    let cost = batch.cost.as_ref().and_then(|c| HeaderValue::from_str(&c.total).ok());
+    let mut response = Json(batch).into_response();
+    if let Some(cost) = cost {
+        response.headers_mut().insert("x-litellm-response-cost", cost);
+    }
+    Ok(response)
 }
 
 pub async fn cancel(
@@ -75,6 +86,7 @@ pub async fn list(
     let page = match model {
         Some(name) => {
             let deployment = st.resolve_model(Some(&name))?;
+            crate::guard::check_model(&ctx.caller, &deployment.model_name)?;
             let provider = st.providers.for_deployment(&deployment)?;
             provider.list_batches(&ctx, &deployment, &query).await?
         }

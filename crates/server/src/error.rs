@@ -29,3 +29,9 @@ impl IntoResponse for HttpError {
 }
 
 pub type HttpResult<T> = Result<T, HttpError>;
+
+impl From<batchgate_store::StoreError> for HttpError {
+    fn from(e: batchgate_store::StoreError) -> Self {
+        HttpError(e.into())
+    }
+}

@@ -85,6 +85,7 @@ pub async fn list(
     let page = match model {
         Some(name) => {
             let deployment = st.resolve_model(Some(&name))?;
+            crate::guard::check_model(&ctx.caller, &deployment.model_name)?;
             let provider = st.providers.for_deployment(&deployment)?;
             provider.list_files(&ctx, &deployment, &query).await?
         }

@@ -5,16 +5,19 @@
 //! Routes resolve which provider serves a call from the object's ID (or the
 //! model named at upload) and call it through the `FileApi`/`BatchApi` traits.
 
+mod admin;
 mod app;
 mod auth;
 mod batches;
 mod error;
 mod extract;
 mod files;
+mod guard;
 mod registry;
+mod spend;
 mod upload;
 
 pub use app::{router, serve, AppState};
-pub use auth::Auth;
+pub use auth::{key_hash, Auth};
 pub use error::HttpError;
 pub use registry::Providers;

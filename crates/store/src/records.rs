@@ -91,6 +91,17 @@ pub struct LineResult {
     /// The serialized output/error-file line, without newline.
     pub line: String,
     pub usage: Option<LineUsage>,
+    /// What the line costs (successful lines only).
+    pub charge: Option<LineCharge>,
+}
+
+/// A line's cost, exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineCharge {
+    pub input: rust_decimal::Decimal,
+    pub output: rust_decimal::Decimal,
+    /// False when the model has no configured price.
+    pub priced: bool,
 }
 
 /// A conditional status change: applied only if the batch is in one of

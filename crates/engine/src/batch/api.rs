@@ -95,6 +95,7 @@ impl Engine {
             request_counts: RequestCounts::default(),
             metadata: req.metadata,
             usage: None,
+            cost: None,
         };
         let record = BatchRecord {
             key,

@@ -41,7 +41,14 @@ impl Engine {
             initial_backoff: Duration::from_millis(gw.batch.initial_backoff_ms),
             max_backoff: Duration::from_millis(gw.batch.max_backoff_ms),
         };
+        let mut prices = std::collections::HashMap::new();
+        for (i, d) in gw.router.deployments().iter().enumerate() {
+            let p = batchgate_cost::Prices::from_model_info(&d.model_info)
+                .map_err(|e| ApiError::invalid_request(format!("model_list[{i}].{e}")))?;
+            prices.insert(d.id.clone(), p);
+        }
         let shared = shared::Shared {
+            prices,
             files: LocalFiles::new(gw.clone()),
             limits: limits::Limits::new(&gw.router),
             gw,

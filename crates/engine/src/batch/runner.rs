@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::execute::{execute, Ending};
 use super::finalize::{fill_unfinished, finalize};
 use super::shared::{Shared, MAX_LINE_BYTES};
-use super::upstream::expired_line;
+use super::upstream::{budget_line, expired_line};
 use crate::{validate_stream, Outcome, Rules};
 
 use BatchStatus::*;
@@ -40,6 +40,12 @@ pub async fn run(
                     finalize(&shared, &rec, &[InProgress], Expired).await?;
                 }
                 // Re-read: the status says what happens next.
+                // Every line gets a result; those never sent say why.
+                Ending::BudgetExceeded => {
+                    fill_unfinished(&shared, &rec, budget_line).await?;
+                    let t = Transition::new(&[InProgress], Finalizing, shared.gw.now());
+                    shared.gw.store.transition(&key, &t).await?;
+                }
                 Ending::Cancelled | Ending::Stopped => {}
             },
             Finalizing => finalize(&shared, &rec, &[Finalizing], Completed).await?,

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use batchgate_core::{ApiError, ByteStream, Deployment};
-use batchgate_store::BatchRecord;
+use std::collections::HashMap;
+
+use batchgate_cost::{LineCost, Prices, Tokens};
+use batchgate_store::{BatchRecord, LineCharge, LineUsage};
 use tokio::sync::Notify;
 
 use super::limits::Limits;
@@ -24,9 +27,18 @@ pub struct Shared {
     pub instance: String,
     /// Nudges the supervisor to look for work now.
     pub wake: Notify,
+    /// Prices by deployment id.
+    pub prices: HashMap<String, Prices>,
 }
 
 impl Shared {
+    /// What a successful line costs on `deployment_id`.
+    pub fn charge(&self, deployment_id: &str, u: LineUsage) -> LineCharge {
+        let tokens = Tokens { input_tokens: u.input_tokens, cached_tokens: u.cached_tokens, output_tokens: u.output_tokens };
+        let cost = self.prices.get(deployment_id).map(|p| p.batch_line(tokens)).unwrap_or_else(LineCost::unpriced);
+        LineCharge { input: cost.input, output: cost.output, priced: cost.priced }
+    }
+
     /// The deployment a batch's ID pins (still configured?).
     pub fn deployment_of(&self, rec: &BatchRecord) -> Option<Arc<Deployment>> {
         self.gw

@@ -251,19 +251,31 @@ fn result_line(line_no: u64, custom_id: String, last: Attempt) -> LineResult {
         ok,
         line: value.to_string(),
         usage,
+        charge: None,
     }
 }
 
 /// The error-file line of a request that never ran because the batch
 /// expired.
 pub fn expired_line(line_no: u64, custom_id: &str) -> LineResult {
+    not_run_line(line_no, custom_id, "batch_expired", "This request could not be executed before the completion window expired.")
+}
+
+/// The error-file line of a request that never ran because its key or
+/// team ran out of budget.
+pub fn budget_line(line_no: u64, custom_id: &str) -> LineResult {
+    not_run_line(line_no, custom_id, "budget_exceeded", "This request was not executed: the budget of its key or team was exceeded.")
+}
+
+fn not_run_line(line_no: u64, custom_id: &str, code: &str, message: &str) -> LineResult {
     let v = json!({"id": batch_request_id(), "custom_id": custom_id, "response": null,
-        "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}});
+        "error": {"code": code, "message": message}});
     LineResult {
         line_no,
         custom_id: custom_id.to_string(),
         ok: false,
         line: v.to_string(),
         usage: None,
+        charge: None,
     }
 }

@@ -10,6 +10,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::files::insert_file_on;
 use super::SqliteStore;
+use super::spend::Charged;
 use crate::{BatchRecord, BatchStore, FileRecord, LineResult, Owner, Page, StoreError, Transition};
 
 const ACTIVE: &str = "('validating', 'in_progress', 'finalizing', 'cancelling')";
@@ -228,6 +229,7 @@ impl BatchStore for SqliteStore {
         let mut tx = self.pool().begin().await?;
         let (mut ok, mut failed) = (0i64, 0i64);
         let (mut input, mut cached, mut output, mut reasoning) = (0i64, 0i64, 0i64, 0i64);
+        let mut charged = Charged::default();
         for r in results {
             let inserted = sqlx::query(
                 "INSERT INTO batch_results (batch_key, line_no, custom_id, ok, line) VALUES (?, ?, ?, ?, ?) \
@@ -255,6 +257,9 @@ impl BatchStore for SqliteStore {
                 output += int(u.output_tokens);
                 reasoning += int(u.reasoning_tokens);
             }
+            if let Some(c) = r.charge {
+                charged.add(&c);
+            }
         }
         sqlx::query(
             "UPDATE batches SET completed = completed + ?, failed = failed + ?, input_tokens = input_tokens + ?, \
@@ -270,6 +275,10 @@ impl BatchStore for SqliteStore {
         .bind(key)
         .execute(&mut *tx)
         .await?;
+        if charged.lines() > 0 {
+            let tokens = (input, cached, output);
+            super::spend::accrue(&mut tx, key, &charged, tokens, self.now()).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -442,6 +451,11 @@ fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, StoreError> {
         total_tokens: input + output,
     });
     let output_expires: Option<i64> = r.try_get("output_expires_seconds")?;
+    let upstream: Option<String> = r.try_get("upstream_id")?;
+    let cost = match upstream {
+        Some(_) => None,
+        None => Some(super::spend::batch_cost(r)?),
+    };
     let errors: Option<BatchErrors> = from_json(r, "errors")?;
     Ok(BatchRecord {
         key: r.try_get("key")?,
@@ -468,6 +482,7 @@ fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, StoreError> {
             request_counts: counts,
             metadata: from_json(r, "metadata")?,
             usage,
+            cost,
         },
         deployment_id: r.try_get("deployment_id")?,
         input_key: r.try_get("input_key")?,

@@ -292,6 +292,7 @@ mod tests {
             key_id: Some("key-c".into()),
             team_id: Some("team-1".into()),
             is_master: false,
+            models: vec![],
         };
         let filter = FileFilter {
             caller,

@@ -2,6 +2,8 @@
 
 mod batches;
 mod files;
+mod keys;
+mod spend;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -44,6 +46,14 @@ impl SqliteStore {
 
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Unix seconds, for ledger rows.
+    pub(crate) fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or_default()
     }
 }
 

@@ -1,0 +1,198 @@
+//! `KeyStore` and `SpendStore` for SQLite.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::SqliteStore;
+use crate::{KeyRecord, KeyStore, SpendFilter, SpendRow, SpendStore, StoreError, TeamRecord};
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO keys (key_id, key_hash, key_alias, team_id, models, max_budget, budget_duration, \
+             budget_seconds, budget_reset_at, spend, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.key_id)
+        .bind(&k.key_hash)
+        .bind(&k.key_alias)
+        .bind(&k.team_id)
+        .bind(json(&k.models)?)
+        .bind(k.max_budget.map(|d| d.to_string()))
+        .bind(&k.budget_duration)
+        .bind(k.budget_seconds)
+        .bind(k.budget_reset_at)
+        .bind(k.spend.to_string())
+        .bind(json(&k.metadata)?)
+        .bind(k.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM keys WHERE key_hash = ?").bind(key_hash).fetch_optional(self.pool()).await?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    async fn key_by_id(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM keys WHERE key_id = ?").bind(key_id).fetch_optional(self.pool()).await?;
+        row.map(|r| key_from_row(&r)).transpose()
+    }
+
+    async fn update_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE keys SET key_alias = ?, team_id = ?, models = ?, max_budget = ?, budget_duration = ?, \
+             budget_seconds = ?, budget_reset_at = ?, metadata = ? WHERE key_id = ?",
+        )
+        .bind(&k.key_alias)
+        .bind(&k.team_id)
+        .bind(json(&k.models)?)
+        .bind(k.max_budget.map(|d| d.to_string()))
+        .bind(&k.budget_duration)
+        .bind(k.budget_seconds)
+        .bind(k.budget_reset_at)
+        .bind(json(&k.metadata)?)
+        .bind(&k.key_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM keys WHERE key_id = ?").bind(key_id).execute(self.pool()).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn upsert_team(&self, t: &TeamRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO teams (team_id, team_alias, max_budget, budget_duration, budget_seconds, budget_reset_at, spend, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id) DO UPDATE SET team_alias = excluded.team_alias, \
+             max_budget = excluded.max_budget, budget_duration = excluded.budget_duration, \
+             budget_seconds = excluded.budget_seconds, budget_reset_at = excluded.budget_reset_at",
+        )
+        .bind(&t.team_id)
+        .bind(&t.team_alias)
+        .bind(t.max_budget.map(|d| d.to_string()))
+        .bind(&t.budget_duration)
+        .bind(t.budget_seconds)
+        .bind(t.budget_reset_at)
+        .bind(t.spend.to_string())
+        .bind(t.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn team(&self, team_id: &str) -> Result<Option<TeamRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM teams WHERE team_id = ?").bind(team_id).fetch_optional(self.pool()).await?;
+        row.map(|r| {
+            Ok(TeamRecord {
+                team_id: r.try_get("team_id")?,
+                team_alias: r.try_get("team_alias")?,
+                max_budget: opt_decimal(&r, "max_budget")?,
+                budget_duration: r.try_get("budget_duration")?,
+                budget_seconds: r.try_get("budget_seconds")?,
+                budget_reset_at: r.try_get("budget_reset_at")?,
+                spend: decimal(&r, "spend")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn reset_budgets(&self, now: i64) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for table in ["keys", "teams"] {
+            n += sqlx::query(&format!(
+                "UPDATE {table} SET spend = '0', budget_reset_at = ? + budget_seconds \
+                 WHERE budget_seconds IS NOT NULL AND budget_reset_at IS NOT NULL AND budget_reset_at <= ?"
+            ))
+            .bind(now)
+            .bind(now)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl SpendStore for SqliteStore {
+    async fn spend_logs(&self, f: &SpendFilter, limit: u32) -> Result<Vec<SpendRow>, StoreError> {
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new("SELECT * FROM spend_logs WHERE 1 = 1");
+        let eq = [("key_id", &f.key_id), ("team_id", &f.team_id), ("model", &f.model), ("batch_id", &f.batch_id)];
+        for (col, v) in eq {
+            if let Some(v) = v {
+                q.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(d) = &f.start_day {
+            q.push(" AND day >= ").push_bind(d.clone());
+        }
+        if let Some(d) = &f.end_day {
+            q.push(" AND day <= ").push_bind(d.clone());
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                let n = |c: &str| -> Result<u64, StoreError> { Ok(u64::try_from(r.try_get::<i64, _>(c)?).unwrap_or_default()) };
+                Ok(SpendRow {
+                    batch_id: r.try_get("batch_id")?,
+                    key_id: r.try_get("key_id")?,
+                    team_id: r.try_get("team_id")?,
+                    model: r.try_get("model")?,
+                    deployment_id: r.try_get("deployment_id")?,
+                    day: r.try_get("day")?,
+                    created_at: r.try_get("created_at")?,
+                    lines: n("lines")?,
+                    input_tokens: n("input_tokens")?,
+                    cached_tokens: n("cached_tokens")?,
+                    output_tokens: n("output_tokens")?,
+                    spend: decimal(r, "cost")?,
+                    priced_lines: n("priced_lines")?,
+                    unpriced_lines: n("unpriced_lines")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn decimal(r: &SqliteRow, col: &str) -> Result<Decimal, StoreError> {
+    let text: String = r.try_get(col)?;
+    Decimal::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn opt_decimal(r: &SqliteRow, col: &str) -> Result<Option<Decimal>, StoreError> {
+    let text: Option<String> = r.try_get(col)?;
+    text.map(|t| Decimal::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))).transpose()
+}
+
+fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
+    let models: String = r.try_get("models")?;
+    let metadata: String = r.try_get("metadata")?;
+    Ok(KeyRecord {
+        key_id: r.try_get("key_id")?,
+        key_hash: r.try_get("key_hash")?,
+        key_alias: r.try_get("key_alias")?,
+        team_id: r.try_get("team_id")?,
+        models: serde_json::from_str(&models).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        max_budget: opt_decimal(r, "max_budget")?,
+        budget_duration: r.try_get("budget_duration")?,
+        budget_seconds: r.try_get("budget_seconds")?,
+        budget_reset_at: r.try_get("budget_reset_at")?,
+        spend: decimal(r, "spend")?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: r.try_get("created_at")?,
+    })
+}
