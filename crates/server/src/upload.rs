@@ -4,7 +4,11 @@
 //! given by header or query or there is only one) arrive before the file,
 //! the file part is piped to the provider as it is read. When the file comes
 //! first, it is spooled to a temporary file on disk (never to memory) until
-//! the rest of the form is known.
+//! the rest of the form is known. Fields that arrive after a streamed file
+//! part (curl sends parts in the order typed) are applied: if they change
+//! anything the file is stored again from its stored copy. When an upload is
+//! refused, the rest of its body is read and discarded (for up to 30 s) so
+//! the client, still sending, reads the error instead of a reset connection.
 
 use std::sync::Arc;
 
@@ -26,6 +30,8 @@ use crate::extract::{ApiQuery, Ctx};
 
 /// The longest value accepted for a text field.
 const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// How long the rest of a refused upload is read and discarded.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Default, Deserialize)]
 pub struct UploadQuery {
@@ -136,6 +142,23 @@ pub async fn upload(
             e.body_text()
         ))
     })?;
+    let result = receive(&st, &ctx, &headers, query, &mut multipart).await;
+    if result.is_err() {
+        // A client still sending the body would otherwise see the
+        // connection reset instead of the error.
+        let _ = tokio::time::timeout(LINGER, drain(&mut multipart)).await;
+    }
+    result
+}
+
+/// Reads the form; see the module docs.
+async fn receive(
+    st: &AppState,
+    ctx: &batchgate_core::RequestCtx,
+    headers: &HeaderMap,
+    query: UploadQuery,
+    multipart: &mut Multipart,
+) -> HttpResult<Json<FileObject>> {
     let explicit_model = headers
         .get("x-litellm-model")
         .and_then(|v| v.to_str().ok())
@@ -144,7 +167,8 @@ pub async fn upload(
         .or(query.model);
     let mut form = Form::default();
     let mut spooled: Option<Spooled> = None;
-    let mut created: Option<FileObject> = None;
+    // The file stored while streaming, with the expiry it was stored under.
+    let mut created: Option<(FileObject, Option<ExpiresAfter>)> = None;
     let mut fields_after_file = false;
 
     while let Some(field) = multipart.next_field().await.map_err(bad_multipart)? {
@@ -162,22 +186,21 @@ pub async fn upload(
             let ready =
                 form.purpose.is_some() && (model.is_some() || st.gw.router.sole_model().is_some());
             if ready {
-                let (purpose, deployment) = check(&st, &form, model.as_deref(), &filename)?;
+                let (purpose, deployment) = check(st, ctx, &form, model.as_deref(), &filename).await?;
                 let expires_after = form.expires_after()?;
-                created = Some(
-                    stream_to_provider(
-                        &st,
-                        &ctx,
-                        &deployment,
-                        field,
-                        filename,
-                        purpose,
-                        expires_after,
-                    )
-                    .await?,
-                );
+                let file = stream_to_provider(
+                    st,
+                    ctx,
+                    &deployment,
+                    field,
+                    filename,
+                    purpose,
+                    expires_after.clone(),
+                )
+                .await?;
+                created = Some((file, expires_after));
             } else {
-                spooled = Some(spool(&st, field, filename).await?);
+                spooled = Some(spool(st, field, filename).await?);
             }
             continue;
         }
@@ -197,17 +220,14 @@ pub async fn upload(
         form.set(&name, value);
     }
 
-    if let Some(file) = created {
+    if let Some((file, stored_expiry)) = created {
         if fields_after_file {
-            // The file was stored under the form as it stood; a later field
-            // would have changed it, so take it back rather than ignore it.
-            let routed = st.gw.route(batchgate_ids::Kind::File, &file.id)?;
-            let provider = st.providers.for_deployment(&routed.deployment)?;
-            let _ = provider.delete_file(&ctx, &routed).await;
-            return Err(ApiError::invalid_request(
-                "Send 'purpose', 'model' and 'expires_after' before the 'file' part, or all after it.",
-            )
-            .into());
+            // curl sends parts in the order typed (`-F purpose=batch -F
+            // file=@x -F model=m`): settle the form as it finally stands.
+            let model = explicit_model.or_else(|| form.model.clone());
+            return Ok(Json(
+                settle_late_fields(st, ctx, file, stored_expiry, &form, model.as_deref()).await?,
+            ));
         }
         return Ok(Json(file));
     }
@@ -219,7 +239,7 @@ pub async fn upload(
         );
     };
     let model = explicit_model.or_else(|| form.model.clone());
-    let (purpose, deployment) = check(&st, &form, model.as_deref(), &spooled.filename)?;
+    let (purpose, deployment) = check(st, ctx, &form, model.as_deref(), &spooled.filename).await?;
     let expires_after = form.expires_after()?;
     let reader = tokio::fs::File::open(spooled.file.path())
         .await
@@ -231,14 +251,64 @@ pub async fn upload(
         body: ReaderStream::new(reader).boxed(),
     };
     let provider = st.providers.for_deployment(&deployment)?;
-    let file = provider.create_file(&ctx, &deployment, upload).await?;
+    let file = provider.create_file(ctx, &deployment, upload).await?;
     drop(spooled);
     Ok(Json(file))
 }
 
-/// Purpose, filename and model checks shared by both paths.
-fn check(
+/// A file was stored before later form fields arrived. If they change
+/// nothing it stands; otherwise it is stored again from the stored copy under
+/// the complete form. The first copy is removed unless it is the answer.
+async fn settle_late_fields(
     st: &AppState,
+    ctx: &batchgate_core::RequestCtx,
+    file: FileObject,
+    stored_expiry: Option<ExpiresAfter>,
+    form: &Form,
+    model: Option<&str>,
+) -> Result<FileObject, ApiError> {
+    let routed = st.gw.route(batchgate_ids::Kind::File, &file.id)?;
+    let provider = st.providers.for_deployment(&routed.deployment)?;
+    let restored = async {
+        let (purpose, deployment) = check(st, ctx, form, model, &file.filename).await?;
+        let expires_after = form.expires_after()?;
+        if purpose == file.purpose
+            && deployment.model_name == routed.deployment.model_name
+            && expires_after == stored_expiry
+        {
+            return Ok(None);
+        }
+        let content = provider.file_content(ctx, &routed).await?;
+        let upload = Upload {
+            filename: file.filename.clone(),
+            purpose,
+            expires_after,
+            body: content.body,
+        };
+        let target = st.providers.for_deployment(&deployment)?;
+        target.create_file(ctx, &deployment, upload).await.map(Some)
+    }
+    .await;
+    match restored {
+        Ok(None) => Ok(file),
+        other => {
+            let _ = provider.delete_file(ctx, &routed).await;
+            other.map(|f| f.unwrap_or(file))
+        }
+    }
+}
+
+/// Reads and discards what is left of the body.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
+}
+
+/// Purpose, filename and model checks shared by both paths.
+async fn check(
+    st: &AppState,
+    ctx: &batchgate_core::RequestCtx,
     form: &Form,
     model: Option<&str>,
     filename: &str,
@@ -251,6 +321,10 @@ fn check(
         );
     }
     let deployment = st.resolve_model(model)?;
+    crate::guard::check_model(&ctx.caller, &deployment.model_name)?;
+    if purpose == FilePurpose::Batch {
+        crate::guard::check_budget(&st.gw, &ctx.caller).await?;
+    }
     Ok((purpose, deployment))
 }
 

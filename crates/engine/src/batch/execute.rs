@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::{Shared, MAX_LINE_BYTES};
+use batchgate_config::BudgetPolicy;
 use super::upstream::run_line;
 use crate::{LineReader, Rules, Validator};
 
@@ -31,10 +32,16 @@ pub enum Ending {
     Cancelled,
     /// This process gave the batch up (lease lost, shutting down).
     Stopped,
+    /// The owner's key or team ran out of budget (and the policy is `stop`).
+    BudgetExceeded,
 }
 
 const CONTROL_INTERVAL: Duration = Duration::from_millis(250);
 const MAX_COMMIT: usize = 512;
+/// Results waiting for the writer at most. Together with the slots (a line
+/// keeps its slot until its result is queued) this bounds the results a
+/// crash can lose.
+const RESULT_QUEUE: usize = 512;
 
 pub async fn execute(
     shared: &Arc<Shared>,
@@ -43,7 +50,12 @@ pub async fn execute(
 ) -> Result<Ending, ApiError> {
     let Some(deployment) = shared.deployment_of(rec) else {
         tracing::warn!(batch = %rec.batch.id, "deployment no longer configured; pausing the batch");
-        return Ok(Ending::Stopped);
+        // An error, not `Stopped`: the runner would re-read the status and
+        // come straight back here in a busy loop; an error keeps the lease
+        // until it lapses, so the batch is looked at again once per lease.
+        return Err(ApiError::unavailable(
+            "the deployment of this batch is no longer configured",
+        ));
     };
     let finished: HashSet<u64> = shared
         .gw
@@ -65,7 +77,7 @@ pub async fn execute(
         ctl_tx,
         stop.clone(),
     ));
-    let (tx, rx) = mpsc::channel::<LineResult>(1024);
+    let (tx, rx) = mpsc::channel::<LineResult>(RESULT_QUEUE);
     let writer = tokio::spawn(write_results(shared.gw.store.clone(), rec.key.clone(), rx));
 
     let mut reader = LineReader::new(stream, MAX_LINE_BYTES);
@@ -115,7 +127,7 @@ pub async fn execute(
         };
         let (shared2, tx, endpoint) = (shared.clone(), tx.clone(), endpoint.clone());
         inflight.spawn(async move {
-            let result = run_line(
+            let mut result = run_line(
                 &shared2.http,
                 &slot.deployment,
                 &endpoint,
@@ -125,9 +137,15 @@ pub async fn execute(
                 &shared2.policy,
             )
             .await;
-            drop(slot);
-            // The writer is gone only if the batch is being abandoned.
+            // Priced by the replica that served it; journaled with it, in
+            // one transaction, so the line is billed exactly once.
+            result.charge = result.usage.map(|u| shared2.charge(&slot.deployment.id, u));
+            // The writer is gone only if the batch is being abandoned. The
+            // slot is held until the result is queued: were it freed first,
+            // a slow writer would let answered-but-unjournaled results pile
+            // up without bound, all of them sent again after a crash.
             let _ = tx.send(result).await;
+            drop(slot);
         });
         while inflight.try_join_next().is_some() {}
     };
@@ -200,7 +218,13 @@ async fn control(
             return;
         }
         match shared.gw.store.get_batch(&key).await {
-            Ok(Some(r)) if r.batch.status == BatchStatus::InProgress => {}
+            Ok(Some(r)) if r.batch.status == BatchStatus::InProgress => {
+                if shared.gw.batch.on_budget_exceeded == BudgetPolicy::Stop && over_budget(&shared, &r.owner).await {
+                    tracing::info!(batch = %r.batch.id, "budget exceeded; stopping after in-flight lines");
+                    let _ = out.send(Some(Ending::BudgetExceeded));
+                    return;
+                }
+            }
             Ok(Some(r)) if r.batch.status == BatchStatus::Cancelling => {
                 let _ = out.send(Some(Ending::Cancelled));
                 return;
@@ -212,6 +236,26 @@ async fn control(
             Err(e) => tracing::warn!(error = %e, "cannot read batch status"),
         }
     }
+}
+
+/// Whether the key or team owning a batch has spent its budget.
+async fn over_budget(shared: &Shared, owner: &batchgate_store::Owner) -> bool {
+    let store = &shared.gw.store;
+    if let Some(key_id) = &owner.key_id {
+        if let Ok(Some(k)) = store.key_by_id(key_id).await {
+            if k.max_budget.is_some_and(|max| k.spend >= max) {
+                return true;
+            }
+        }
+    }
+    if let Some(team_id) = &owner.team_id {
+        if let Ok(Some(t)) = store.team(team_id).await {
+            if t.max_budget.is_some_and(|max| t.spend >= max) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Commits results in groups: whatever has arrived while the previous
