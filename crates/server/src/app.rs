@@ -61,6 +61,7 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState, auth: Auth) -> Router {
+    crate::metrics::handle();
     let api = Router::new()
         .route(
             "/files",
@@ -90,15 +91,18 @@ pub fn router(state: AppState, auth: Auth) -> Router {
     let authed = Router::new()
         .nest("/v1", api.clone())
         .merge(api)
+        .route("/health", get(crate::health::deployments))
         .merge(management)
         .route_layer(axum::middleware::from_fn_with_state(auth, require_key));
     Router::new()
         .merge(authed)
-        .route("/health/liveliness", get(|| async { "I'm alive!" }))
-        .route("/health/readiness", get(readiness))
+        .route("/health/liveliness", get(crate::health::liveliness))
+        .route("/health/readiness", get(crate::health::readiness))
+        .route("/metrics", get(crate::metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -106,18 +110,6 @@ pub fn router(state: AppState, auth: Auth) -> Router {
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
-}
-
-async fn readiness(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
-    match st.gw.store.ping().await {
-        Ok(()) => {
-            axum::Json(serde_json::json!({"status": "healthy", "db": "connected"})).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: store unreachable");
-            HttpError(ApiError::unavailable("The store is unreachable.")).into_response()
-        }
-    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> HttpError {

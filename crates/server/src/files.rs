@@ -9,6 +9,7 @@ use batchgate_core::{
     ApiError, DeletedFile, FileObject, FilePurpose, ListOrder, ListPage, ListQuery,
 };
 use batchgate_ids::Kind;
+use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::app::AppState;
@@ -122,7 +123,12 @@ pub async fn content(
     let file = st.gw.route(Kind::File, &file_id)?;
     let provider = st.providers.for_deployment(&file.deployment)?;
     let content = provider.file_content(&ctx, &file).await?;
-    let mut response = Body::from_stream(content.body).into_response();
+    let counted = content.body.inspect(|chunk| {
+        if let Ok(bytes) = chunk {
+            metrics::counter!("batchgate_bytes_downloaded_total").increment(bytes.len() as u64);
+        }
+    });
+    let mut response = Body::from_stream(counted).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -143,6 +143,9 @@ pub async fn upload(
         ))
     })?;
     let result = receive(&st, &ctx, &headers, query, &mut multipart).await;
+    if let Ok(Json(file)) = &result {
+        metrics::counter!("batchgate_bytes_uploaded_total").increment(file.bytes);
+    }
     if result.is_err() {
         // A client still sending the body would otherwise see the
         // connection reset instead of the error.

@@ -6,6 +6,14 @@ use batchgate_core::ListOrder;
 use crate::{BatchRecord, FileFilter, FileRecord, LineResult, StoreError, Transition};
 use batchgate_core::Caller;
 
+/// Scrape-time numbers about batches.
+#[derive(Debug, Clone, Default)]
+pub struct BatchStats {
+    pub by_status: Vec<(batchgate_core::BatchStatus, u64)>,
+    /// Lines of `validating`/`in_progress` batches without a result yet.
+    pub pending_lines: u64,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -70,6 +78,10 @@ pub trait BatchStore: Send + Sync {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<BatchRecord>, StoreError>;
+
+    /// Batches per status and lines not yet finished in running batches,
+    /// for metrics.
+    async fn batch_stats(&self) -> Result<BatchStats, StoreError>;
 
     /// Whether a batch that has not ended reads this input file.
     async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError>;

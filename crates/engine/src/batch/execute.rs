@@ -78,7 +78,7 @@ pub async fn execute(
         stop.clone(),
     ));
     let (tx, rx) = mpsc::channel::<LineResult>(RESULT_QUEUE);
-    let writer = tokio::spawn(write_results(shared.gw.store.clone(), rec.key.clone(), rx));
+    let writer = tokio::spawn(write_results(shared.gw.store.clone(), rec.key.clone(), deployment.model_name.clone(), rx));
 
     let mut reader = LineReader::new(stream, MAX_LINE_BYTES);
     // The input was validated; the validator is reused here as the parser.
@@ -263,6 +263,7 @@ async fn over_budget(shared: &Shared, owner: &batchgate_store::Owner) -> bool {
 async fn write_results(
     store: Arc<dyn MetaStore>,
     key: String,
+    model: String,
     mut rx: mpsc::Receiver<LineResult>,
 ) -> Result<(), batchgate_store::StoreError> {
     let mut buf = Vec::with_capacity(MAX_COMMIT);
@@ -275,7 +276,27 @@ async fn write_results(
             }
         }
         store.record_results(&key, &buf).await?;
+        count_committed(&model, &buf);
         buf.clear();
     }
     Ok(())
+}
+
+/// Telemetry for committed results (lines, tokens, spend per model).
+/// Counters may see a line twice after a crash; the ledger never does.
+fn count_committed(model: &str, results: &[LineResult]) {
+    for r in results {
+        let outcome = if r.ok { "completed" } else { "failed" };
+        metrics::counter!("batchgate_lines_total", "model" => model.to_string(), "outcome" => outcome).increment(1);
+        if let Some(u) = r.usage {
+            for (kind, n) in [("input", u.input_tokens), ("cached", u.cached_tokens), ("output", u.output_tokens)] {
+                metrics::counter!("batchgate_tokens_total", "model" => model.to_string(), "kind" => kind).increment(n);
+            }
+        }
+        if let Some(c) = r.charge {
+            // Telemetry only: the ledger itself stays exact decimal.
+            let spend = (c.input + c.output).to_string().parse::<f64>().unwrap_or(0.0);
+            metrics::gauge!("batchgate_spend_usd", "model" => model.to_string()).increment(spend);
+        }
+    }
 }

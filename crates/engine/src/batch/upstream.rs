@@ -1,6 +1,6 @@
 //! One line against the upstream: request, retries, and the result line.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use batchgate_core::{Deployment, ErrorBody};
 use batchgate_ids::{batch_request_id, request_id};
@@ -74,22 +74,55 @@ pub async fn run_line(
     let path = endpoint.strip_prefix("/v1").unwrap_or(endpoint);
     let url = deployment.url(path);
     let body = Value::Object(body);
+    let started = Instant::now();
+    // Time spent waiting on the upstream or in backoff: the rest of the
+    // line's time is the gateway's own overhead.
+    let mut waited = Duration::ZERO;
+    let dep = deployment.id.clone();
     let mut attempt = 1;
     let last = loop {
+        let t = Instant::now();
+        metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).increment(1.0);
         let outcome = send(http, deployment, &url, &body).await;
+        metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).decrement(1.0);
+        let took = t.elapsed();
+        waited += took;
+        metrics::histogram!("batchgate_upstream_request_duration_seconds", "deployment" => dep.clone()).record(took.as_secs_f64());
+        if let Some(kind) = outcome.error_kind() {
+            metrics::counter!("batchgate_upstream_errors_total", "deployment" => dep.clone(), "kind" => kind).increment(1);
+        }
         match outcome {
             Attempt::Retryable { retry_after, .. } if attempt < policy.max_attempts => {
                 // The upstream's Retry-After wins over our backoff, within reason.
                 let wait =
                     retry_after.map_or_else(|| policy.backoff(attempt), |d| d.min(MAX_RETRY_AFTER));
                 tracing::debug!(line_no, attempt, ?wait, "retrying line");
+                metrics::counter!("batchgate_line_retries_total", "deployment" => dep.clone()).increment(1);
                 tokio::time::sleep(wait).await;
+                waited += wait;
                 attempt += 1;
             }
             other => break other,
         }
     };
-    result_line(line_no, custom_id, last)
+    let result = result_line(line_no, custom_id, last);
+    let overhead = started.elapsed().saturating_sub(waited);
+    metrics::histogram!("batchgate_gateway_overhead_seconds", "deployment" => dep).record(overhead.as_secs_f64());
+    result
+}
+
+impl Attempt {
+    /// The error class of an attempt, for metrics.
+    fn error_kind(&self) -> Option<&'static str> {
+        match self {
+            Attempt::Success { .. } => None,
+            Attempt::Rejected { .. } => Some("4xx"),
+            Attempt::Retryable { status: Some(429), .. } => Some("429"),
+            Attempt::Retryable { status: Some(s), .. } if *s >= 500 => Some("5xx"),
+            Attempt::Retryable { status: Some(_), .. } => Some("retryable_status"),
+            Attempt::Retryable { status: None, .. } => Some("connection"),
+        }
+    }
 }
 
 async fn send(http: &reqwest::Client, deployment: &Deployment, url: &str, body: &Value) -> Attempt {

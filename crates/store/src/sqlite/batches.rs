@@ -162,6 +162,25 @@ impl BatchStore for SqliteStore {
         Ok(Page { items, has_more })
     }
 
+    async fn batch_stats(&self) -> Result<crate::BatchStats, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM batches GROUP BY status")
+            .fetch_all(self.pool())
+            .await?;
+        let mut by_status = Vec::new();
+        for r in &rows {
+            let status: String = r.try_get("status")?;
+            if let Some(s) = BatchStatus::parse(&status) {
+                by_status.push((s, uint(r, "n")?));
+            }
+        }
+        let pending: Option<i64> = sqlx::query_scalar(
+            "SELECT SUM(total - completed - failed) FROM batches WHERE status = 'in_progress' AND upstream_id IS NULL",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(crate::BatchStats { by_status, pending_lines: u64::try_from(pending.unwrap_or(0)).unwrap_or(0) })
+    }
+
     async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM batches WHERE input_key = ? AND status IN {ACTIVE}"

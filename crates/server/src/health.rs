@@ -1,0 +1,71 @@
+//! Health: `/health/liveliness` (the process answers), `/health/readiness`
+//! (the store answers), `/health` (each deployment answers, reported as
+//! LiteLLM reports it).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use batchgate_core::{ApiError, Deployment};
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::error::HttpError;
+use crate::extract::Ctx;
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn liveliness() -> &'static str {
+    "I'm alive!"
+}
+
+pub async fn readiness(State(st): State<AppState>) -> Response {
+    match st.gw.store.ping().await {
+        Ok(()) => Json(json!({"status": "healthy", "db": "connected"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: store unreachable");
+            HttpError(ApiError::unavailable("The store is unreachable.")).into_response()
+        }
+    }
+}
+
+/// Probes every deployment's `GET /health` (vLLM's) concurrently.
+pub async fn deployments(State(st): State<AppState>, Ctx(_): Ctx) -> Json<Value> {
+    let http = reqwest::Client::new();
+    let probes = st.gw.router.deployments().iter().map(|d| probe(&http, d));
+    let results = futures::future::join_all(probes).await;
+    let (mut healthy, mut unhealthy) = (Vec::new(), Vec::new());
+    for (d, outcome) in st.gw.router.deployments().iter().zip(results) {
+        let mut entry = json!({
+            "model": d.model_name,
+            "api_base": d.api_base,
+            "litellm_params": {"model": format!("{}/{}", d.provider, d.served_model), "api_base": d.api_base},
+        });
+        match outcome {
+            Ok(()) => healthy.push(entry),
+            Err(e) => {
+                entry["error"] = json!(e);
+                unhealthy.push(entry);
+            }
+        }
+    }
+    Json(json!({
+        "healthy_count": healthy.len(),
+        "unhealthy_count": unhealthy.len(),
+        "healthy_endpoints": healthy,
+        "unhealthy_endpoints": unhealthy,
+    }))
+}
+
+async fn probe(http: &reqwest::Client, d: &Deployment) -> Result<(), String> {
+    let mut req = http.get(format!("{}/health", d.api_base)).timeout(PROBE_TIMEOUT);
+    if let Some(key) = &d.api_key {
+        req = req.bearer_auth(key);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("GET /health answered {}", r.status())),
+        Err(e) => Err(format!("unreachable: {e}")),
+    }
+}
