@@ -22,7 +22,10 @@ pub const MASTER_KEY: &str = "sk-1234";
 
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Path of a workspace binary, built (debug profile) on first use.
@@ -30,7 +33,14 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "batchgate", "-p", "batchgate-mock-vllm"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "batchgate",
+                "-p",
+                "batchgate-mock-vllm",
+            ])
             .current_dir(workspace_root())
             .status()
             .map_err(|e| e.to_string())?;
@@ -80,8 +90,16 @@ impl Gateway {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
         let port = free_port()?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-        let mut gw = Gateway { child: None, base: format!("http://127.0.0.1:{port}"), port, dir, http };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let mut gw = Gateway {
+            child: None,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            http,
+        };
         gw.spawn().await?;
         Ok(gw)
     }
@@ -135,7 +153,9 @@ impl Gateway {
     pub async fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().ok_or_else(|| anyhow!("not running"))?;
         if let Some(pid) = child.id() {
-            std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()?;
         }
         Ok(tokio::time::timeout(Duration::from_secs(30), child.wait()).await??)
     }
@@ -152,14 +172,25 @@ impl Gateway {
 
     /// GET with the master key; returns status and JSON body.
     pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
-        let r = self.http.get(self.url(path)).bearer_auth(MASTER_KEY).send().await?;
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
     /// POST JSON with the master key.
     pub async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
-        let r = self.http.post(self.url(path)).bearer_auth(MASTER_KEY).json(body).send().await?;
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(MASTER_KEY)
+            .json(body)
+            .send()
+            .await?;
         let status = r.status().as_u16();
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
@@ -167,7 +198,9 @@ impl Gateway {
     /// Uploads `content` as a batch file for `model` (via `x-litellm-model`).
     pub async fn upload(&self, model: &str, filename: &str, content: Vec<u8>) -> Result<Value> {
         let part = reqwest::multipart::Part::bytes(content).file_name(filename.to_string());
-        let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", part);
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", "batch")
+            .part("file", part);
         let r = self
             .http
             .post(self.url("/v1/files"))
@@ -206,7 +239,10 @@ impl Gateway {
             if status != 200 {
                 bail!("retrieve failed: {status} {batch}");
             }
-            if matches!(batch["status"].as_str(), Some("completed" | "failed" | "expired" | "cancelled")) {
+            if matches!(
+                batch["status"].as_str(),
+                Some("completed" | "failed" | "expired" | "cancelled")
+            ) {
                 return Ok(batch);
             }
             if Instant::now() > deadline {
@@ -218,7 +254,12 @@ impl Gateway {
 
     /// A file's content as text.
     pub async fn content(&self, file_id: &str) -> Result<String> {
-        let r = self.http.get(self.url(&format!("/v1/files/{file_id}/content"))).bearer_auth(MASTER_KEY).send().await?;
+        let r = self
+            .http
+            .get(self.url(&format!("/v1/files/{file_id}/content")))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await?;
         if !r.status().is_success() {
             bail!("content failed: {}", r.status());
         }
@@ -264,9 +305,13 @@ fn free_port() -> Result<u16> {
 /// exactly `message`, `type`, `param` and `code`, with `message`/`type`
 /// strings, `param` a string or null and `code` a string or null.
 pub fn assert_error_envelope(body: &Value) {
-    let top = body.as_object().unwrap_or_else(|| panic!("error body is not an object: {body}"));
+    let top = body
+        .as_object()
+        .unwrap_or_else(|| panic!("error body is not an object: {body}"));
     assert_eq!(top.keys().collect::<Vec<_>>(), ["error"], "{body}");
-    let e = body["error"].as_object().unwrap_or_else(|| panic!("`error` is not an object: {body}"));
+    let e = body["error"]
+        .as_object()
+        .unwrap_or_else(|| panic!("`error` is not an object: {body}"));
     let mut keys: Vec<_> = e.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["code", "message", "param", "type"], "{body}");
@@ -280,7 +325,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -298,11 +345,17 @@ impl Gateway {
     /// Like [`Gateway::start`], with extra command-line `args` and environment
     /// variables `envs` for the process. [`Gateway::restart`] does not repeat
     /// them.
-    pub async fn start_with(config_yaml: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<Gateway> {
+    pub async fn start_with(
+        config_yaml: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Gateway> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
         let port = free_port()?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?;
         let base = format!("http://127.0.0.1:{port}");
         let mut child = Command::new(binary("batchgate"))
             .arg("--config")
@@ -330,7 +383,13 @@ impl Gateway {
         .await
         .map_err(|_| anyhow!("batchgate did not start in time"))??;
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Gateway { child: Some(child), base, port, dir, http })
+        Ok(Gateway {
+            child: Some(child),
+            base,
+            port,
+            dir,
+            http,
+        })
     }
 }
 
@@ -364,5 +423,171 @@ pub async fn run_until_exit(
     if String::from_utf8_lossy(&out.stdout).contains("listening on") {
         bail!("batchgate started listening; expected it to refuse");
     }
-    Ok((out.status, String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the batch tests (lifecycle, faults, crash, replicas).
+
+/// One `model_list` entry: `model_name` served upstream as `served_model` at
+/// `api_base`, with `params` appended to its `litellm_params` (each item a
+/// `key: value` YAML pair, e.g. `("max_parallel_requests", "4")`).
+pub fn model_entry(
+    model_name: &str,
+    served_model: &str,
+    api_base: &str,
+    params: &[(&str, &str)],
+) -> String {
+    let mut out = format!(
+        "- model_name: {model_name}\n  litellm_params:\n    model: hosted_vllm/{served_model}\n    api_base: {api_base}\n"
+    );
+    for (k, v) in params {
+        out.push_str(&format!("    {k}: {v}\n"));
+    }
+    out
+}
+
+/// A config from [`model_entry`] entries, the harness master key and extra
+/// YAML appended (e.g. a `batch_settings:` block).
+pub fn config_of_entries(entries: &[String], extra: &str) -> String {
+    let mut out = String::from("model_list:\n");
+    for e in entries {
+        out.push_str(e);
+    }
+    out.push_str(&format!("general_settings:\n  master_key: {MASTER_KEY}\n"));
+    out.push_str(extra);
+    out
+}
+
+impl Gateway {
+    /// `GET /v1/batches/{id}`, which must answer 200.
+    pub async fn batch(&self, id: &str) -> Result<Value> {
+        let (status, batch) = self.get(&format!("/v1/batches/{id}")).await?;
+        if status != 200 {
+            bail!("retrieve failed: {status} {batch}");
+        }
+        Ok(batch)
+    }
+
+    /// Polls the batch every 50 ms until `pred` holds for it; fails after
+    /// `timeout` or if the batch ends first without satisfying `pred`.
+    pub async fn wait_batch_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let batch = self.batch(id).await?;
+            if pred(&batch) {
+                return Ok(batch);
+            }
+            if matches!(
+                batch["status"].as_str(),
+                Some("completed" | "failed" | "expired" | "cancelled")
+            ) {
+                bail!("batch ended before the condition held: {batch}");
+            }
+            if Instant::now() > deadline {
+                bail!("condition not met in {timeout:?}: {batch}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// DELETE with the master key; returns status and JSON body.
+    pub async fn http_delete(&self, path: &str) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// The output and error files of an ended batch, parsed.
+    pub async fn results(&self, batch: &Value) -> Result<(Vec<Value>, Vec<Value>)> {
+        let out = self.jsonl(batch["output_file_id"].as_str()).await?;
+        let err = self.jsonl(batch["error_file_id"].as_str()).await?;
+        Ok((out, err))
+    }
+}
+
+/// The `custom_id` of each result line, in file order.
+pub fn custom_ids_of(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Asserts that `req-1..=n` each appear exactly once across the output and
+/// error lines, and nothing else does.
+pub fn assert_every_id_once(out: &[Value], err: &[Value], n: usize) {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for id in custom_ids_of(out).into_iter().chain(custom_ids_of(err)) {
+        *seen.entry(id).or_default() += 1;
+    }
+    let repeated: Vec<_> = seen
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(id, c)| format!("{id}×{c}"))
+        .collect();
+    assert!(repeated.is_empty(), "custom ids repeated: {repeated:?}");
+    let missing: Vec<_> = (1..=n)
+        .map(|i| format!("req-{i}"))
+        .filter(|id| !seen.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} custom ids missing, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(seen.len(), n, "unexpected custom ids present");
+}
+
+impl Gateway {
+    /// Any method with the master key; status and JSON body (null if the
+    /// body is not JSON).
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// GET with the master key; status and raw body bytes.
+    pub async fn get_bytes(&self, path: &str) -> Result<(u16, Vec<u8>)> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.bytes().await?.to_vec()))
+    }
+}
+
+/// The `id` of every item of a list page.
+pub fn list_ids(page: &Value) -> Vec<String> {
+    page["data"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -32,18 +32,27 @@ pub async fn finalize(
         .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
     let counts = rec.batch.request_counts;
     let (mut output, mut error) = (None, None);
-    if let Some(deployment) = shared.deployment_of(&rec) {
-        if counts.completed > 0 {
-            output = Some(write(shared, &rec, &deployment, true, expires_at).await?);
-        }
-        if counts.failed > 0 {
-            error = Some(write(shared, &rec, &deployment, false, expires_at).await?);
-        }
+    // Without its deployment no result file can be written; ending the batch
+    // anyway would delete the journal and lose every result.
+    let Some(deployment) = shared.deployment_of(&rec) else {
+        tracing::warn!(batch = %rec.batch.id, "deployment no longer configured; cannot finalize yet");
+        return Err(ApiError::unavailable(
+            "the deployment of this batch is no longer configured",
+        ));
+    };
+    if counts.completed > 0 {
+        output = Some(write(shared, &rec, &deployment, true, expires_at).await?);
+    }
+    if counts.failed > 0 {
+        error = Some(write(shared, &rec, &deployment, false, expires_at).await?);
     }
     let t = Transition::new(from, to, now);
     let done = store
         .finalize_batch(&rec.key, &t, output.as_ref(), error.as_ref())
         .await?;
+    // The `batch.finalize` span (opened by the runner) says how it ended.
+    let outcome = done.as_ref().map_or("superseded", |_| to.as_str());
+    tracing::Span::current().record("batchgate.outcome", outcome);
     if done.is_none() {
         for file in [output, error].into_iter().flatten() {
             if let Some(path) = file.blob_path {
