@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use batchgate_core::{ApiError, Caller};
 use batchgate_store::MetaStore;
+use futures::StreamExt;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -17,6 +18,8 @@ use crate::error::HttpError;
 /// A resolved key is trusted this long before it is looked up again, so a
 /// deleted key stops working within this time.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long the body of a refused request is read and discarded.
+const LINGER: Duration = Duration::from_secs(30);
 
 /// Who may call. With no master key every caller is the master (the binary
 /// allows that only with `--insecure-no-auth`).
@@ -107,6 +110,17 @@ pub async fn require_key(State(auth): State<Auth>, mut req: Request, next: Next)
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(e) => HttpError(e).into_response(),
+        Err(e) => {
+            let response = HttpError(e).into_response();
+            // A client still sending a body (an upload with a wrong key)
+            // would otherwise see the connection reset instead of the 401.
+            // With `Expect: 100-continue` (curl) nothing was sent yet.
+            if !req.headers().contains_key(http::header::EXPECT) {
+                let mut body = req.into_body().into_data_stream();
+                let drain = async { while let Some(Ok(_)) = body.next().await {} };
+                let _ = tokio::time::timeout(LINGER, drain).await;
+            }
+            response
+        }
     }
 }

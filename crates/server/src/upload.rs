@@ -189,7 +189,8 @@ async fn receive(
             let ready =
                 form.purpose.is_some() && (model.is_some() || st.gw.router.sole_model().is_some());
             if ready {
-                let (purpose, deployment) = check(st, ctx, &form, model.as_deref(), &filename).await?;
+                let (purpose, deployment) =
+                    check(st, ctx, &form, model.as_deref(), &filename).await?;
                 let expires_after = form.expires_after()?;
                 let file = stream_to_provider(
                     st,

@@ -53,7 +53,8 @@ pub trait FileStore: Send + Sync {
     async fn delete_file(&self, key: &str) -> Result<Option<FileRecord>, StoreError>;
 
     /// Removes up to `limit` rows that expired at or before `now` and
-    /// returns them.
+    /// returns them — except inputs of batches that have not ended, which
+    /// stay until their batch ends.
     async fn take_expired_files(&self, now: i64, limit: u32)
         -> Result<Vec<FileRecord>, StoreError>;
 }

@@ -106,7 +106,8 @@ impl FileStore for SqliteStore {
     ) -> Result<Vec<FileRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "DELETE FROM files WHERE seq IN (SELECT seq FROM files WHERE expires_at IS NOT NULL \
-             AND expires_at <= ? LIMIT ?) RETURNING {FILE_COLUMNS}"
+             AND expires_at <= ? AND key NOT IN (SELECT input_key FROM batches WHERE status IN \
+             ('validating', 'in_progress', 'finalizing', 'cancelling')) LIMIT ?) RETURNING {FILE_COLUMNS}"
         ))
         .bind(now)
         .bind(i64::from(limit))
