@@ -96,6 +96,19 @@ impl Prices {
     }
 }
 
+/// A JSON number or numeric string as an exact decimal. Numbers are read
+/// from their shortest decimal form, so `0.000001` is exactly 1e-6.
+pub fn decimal_of(v: &Value) -> Result<Decimal, String> {
+    let text = match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        other => return Err(format!("expected a number, got {other}")),
+    };
+    Decimal::from_str(&text)
+        .or_else(|_| Decimal::from_scientific(&text))
+        .map_err(|e| format!("\"{text}\" is not a decimal: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -166,17 +179,4 @@ mod tests {
         assert!(Prices::from_model_info(&info(json!({"input_cost_per_token": "abc"}))).is_err());
         assert!(Prices::from_model_info(&info(json!({"input_cost_per_token": -1}))).is_err());
     }
-}
-
-/// A JSON number or numeric string as an exact decimal. Numbers are read
-/// from their shortest decimal form, so `0.000001` is exactly 1e-6.
-pub fn decimal_of(v: &Value) -> Result<Decimal, String> {
-    let text = match v {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
-        other => return Err(format!("expected a number, got {other}")),
-    };
-    Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|e| format!("\"{text}\" is not a decimal: {e}"))
 }

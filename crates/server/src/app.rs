@@ -106,7 +106,11 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http())
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(crate::telemetry::HttpMakeSpan)
+                        .on_response(crate::telemetry::HttpOnResponse),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(panic_response)),
         )

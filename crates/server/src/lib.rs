@@ -17,6 +17,7 @@ mod health;
 mod metrics;
 mod registry;
 mod spend;
+pub mod telemetry;
 mod upload;
 
 pub use app::{router, serve, AppState};

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use batchgate_core::{ApiError, BatchError, BatchErrors, BatchStatus};
 use batchgate_store::{BatchRecord, Transition};
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use super::execute::{execute, Ending};
 use super::finalize::{fill_unfinished, finalize};
@@ -14,6 +16,21 @@ use super::upstream::{budget_line, expired_line};
 use crate::{validate_stream, Outcome, Rules};
 
 use BatchStatus::*;
+
+/// The span of one phase: `batch.id`, the public model as
+/// `gen_ai.request.model`, and `batchgate.outcome` once it ends.
+macro_rules! phase_span {
+    ($name:literal, $rec:expr) => {
+        tracing::info_span!(
+            $name,
+            batch.id = $rec.batch.id.as_str(),
+            gen_ai.request.model = $rec.batch.model.as_deref(),
+            batchgate.outcome = Empty,
+            otel.status_code = Empty,
+            error.type = Empty,
+        )
+    };
+}
 
 /// Runs `key` until it ends or `stop` fires (lease lost, shutdown).
 pub async fn run(
@@ -29,30 +46,87 @@ pub async fn run(
             return Ok(());
         };
         match rec.batch.status {
-            Validating => validate(&shared, &rec).await?,
-            InProgress => match execute(&shared, &rec, &stop).await? {
-                Ending::Done => {
-                    let t = Transition::new(&[InProgress], Finalizing, shared.gw.now());
-                    shared.gw.store.transition(&key, &t).await?;
-                }
-                Ending::Expired => {
-                    fill_unfinished(&shared, &rec, expired_line).await?;
-                    finalize(&shared, &rec, &[InProgress], Expired).await?;
-                }
-                // Re-read: the status says what happens next.
-                // Every line gets a result; those never sent say why.
-                Ending::BudgetExceeded => {
-                    fill_unfinished(&shared, &rec, budget_line).await?;
-                    let t = Transition::new(&[InProgress], Finalizing, shared.gw.now());
-                    shared.gw.store.transition(&key, &t).await?;
-                }
-                Ending::Cancelled | Ending::Stopped => {}
-            },
-            Finalizing => finalize(&shared, &rec, &[Finalizing], Completed).await?,
-            Cancelling => finalize(&shared, &rec, &[Cancelling], Cancelled).await?,
+            Validating => {
+                let span = phase_span!("batch.validate", rec);
+                let r = validate(&shared, &rec).instrument(span.clone()).await;
+                end_phase(&span, r)?;
+            }
+            InProgress => {
+                let span = phase_span!("batch.execute", rec);
+                let r = in_progress(&shared, &rec, &stop)
+                    .instrument(span.clone())
+                    .await;
+                end_phase(&span, r)?;
+            }
+            Finalizing => finalize_phase(&shared, &rec, &[Finalizing], Completed).await?,
+            Cancelling => finalize_phase(&shared, &rec, &[Cancelling], Cancelled).await?,
             Completed | Failed | Expired | Cancelled => return Ok(()),
         }
     }
+}
+
+/// Marks a phase that failed with an error on its span.
+fn end_phase(span: &Span, r: Result<(), ApiError>) -> Result<(), ApiError> {
+    if let Err(e) = &r {
+        span.record("batchgate.outcome", "error");
+        span.record("otel.status_code", "error");
+        span.record("error.type", e.body.kind.as_str());
+    }
+    r
+}
+
+/// The `in_progress` phase and what its ending leads to.
+async fn in_progress(
+    shared: &Arc<Shared>,
+    rec: &BatchRecord,
+    stop: &CancellationToken,
+) -> Result<(), ApiError> {
+    let ending = execute(shared, rec, stop).await?;
+    Span::current().record("batchgate.outcome", ending_name(ending));
+    let key = &rec.key;
+    match ending {
+        Ending::Done => {
+            let t = Transition::new(&[InProgress], Finalizing, shared.gw.now());
+            shared.gw.store.transition(key, &t).await?;
+        }
+        Ending::Expired => {
+            fill_unfinished(shared, rec, expired_line).await?;
+            finalize_phase(shared, rec, &[InProgress], Expired).await?;
+        }
+        // Re-read: the status says what happens next.
+        // Every line gets a result; those never sent say why.
+        Ending::BudgetExceeded => {
+            fill_unfinished(shared, rec, budget_line).await?;
+            let t = Transition::new(&[InProgress], Finalizing, shared.gw.now());
+            shared.gw.store.transition(key, &t).await?;
+        }
+        Ending::Cancelled | Ending::Stopped => {}
+    }
+    Ok(())
+}
+
+fn ending_name(ending: Ending) -> &'static str {
+    match ending {
+        Ending::Done => "done",
+        Ending::Expired => "expired",
+        Ending::Cancelled => "cancelled",
+        Ending::Stopped => "stopped",
+        Ending::BudgetExceeded => "budget_exceeded",
+    }
+}
+
+/// [`finalize`] in a `batch.finalize` span.
+async fn finalize_phase(
+    shared: &Shared,
+    rec: &BatchRecord,
+    from: &[BatchStatus],
+    to: BatchStatus,
+) -> Result<(), ApiError> {
+    let span = phase_span!("batch.finalize", rec);
+    let r = finalize(shared, rec, from, to)
+        .instrument(span.clone())
+        .await;
+    end_phase(&span, r)
 }
 
 /// Reads the whole input once, checking every line; the batch moves to
@@ -69,6 +143,7 @@ async fn validate(shared: &Shared, rec: &BatchRecord) -> Result<(), ApiError> {
             "The deployment this batch was created for is no longer configured.",
             None,
         );
+        Span::current().record("batchgate.outcome", e.code.as_str());
         store.transition(&rec.key, &fail(vec![e])).await?;
         return Ok(());
     };
@@ -78,6 +153,7 @@ async fn validate(shared: &Shared, rec: &BatchRecord) -> Result<(), ApiError> {
             "The input file was deleted before the batch could run.",
             None,
         );
+        Span::current().record("batchgate.outcome", e.code.as_str());
         store.transition(&rec.key, &fail(vec![e])).await?;
         return Ok(());
     };
@@ -101,12 +177,14 @@ async fn validate(shared: &Shared, rec: &BatchRecord) -> Result<(), ApiError> {
     };
     let t = match outcome {
         Outcome::Valid { lines } => {
+            Span::current().record("batchgate.outcome", "valid");
             Transition::new(&[Validating], InProgress, now()).with_total(lines)
         }
         Outcome::Invalid {
             errors,
             total_errors,
         } => {
+            Span::current().record("batchgate.outcome", "invalid");
             tracing::info!(batch = %rec.batch.id, total_errors, "batch input is invalid");
             fail(errors)
         }

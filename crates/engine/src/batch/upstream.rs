@@ -7,6 +7,11 @@ use batchgate_ids::{batch_request_id, request_id};
 use batchgate_store::{LineResult, LineUsage};
 use rand::Rng;
 use serde_json::{json, Map, Value};
+use tracing::Instrument;
+
+use spans::{attempt_span, record_attempt};
+
+mod spans;
 
 /// Longest `Retry-After` honoured; a longer one is clamped to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
@@ -83,7 +88,11 @@ pub async fn run_line(
     let last = loop {
         let t = Instant::now();
         metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).increment(1.0);
-        let outcome = send(http, deployment, &url, &body).await;
+        let span = attempt_span(deployment, endpoint, line_no, attempt);
+        let outcome = send(http, deployment, &url, &body)
+            .instrument(span.clone())
+            .await;
+        record_attempt(&span, &outcome);
         metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).decrement(1.0);
         let took = t.elapsed();
         waited += took;
@@ -97,7 +106,8 @@ pub async fn run_line(
                 let wait =
                     retry_after.map_or_else(|| policy.backoff(attempt), |d| d.min(MAX_RETRY_AFTER));
                 tracing::debug!(line_no, attempt, ?wait, "retrying line");
-                metrics::counter!("batchgate_line_retries_total", "deployment" => dep.clone()).increment(1);
+                metrics::counter!("batchgate_line_retries_total", "deployment" => dep.clone())
+                    .increment(1);
                 tokio::time::sleep(wait).await;
                 waited += wait;
                 attempt += 1;
@@ -107,7 +117,8 @@ pub async fn run_line(
     };
     let result = result_line(line_no, custom_id, last);
     let overhead = started.elapsed().saturating_sub(waited);
-    metrics::histogram!("batchgate_gateway_overhead_seconds", "deployment" => dep).record(overhead.as_secs_f64());
+    metrics::histogram!("batchgate_gateway_overhead_seconds", "deployment" => dep)
+        .record(overhead.as_secs_f64());
     result
 }
 
@@ -117,9 +128,15 @@ impl Attempt {
         match self {
             Attempt::Success { .. } => None,
             Attempt::Rejected { .. } => Some("4xx"),
-            Attempt::Retryable { status: Some(429), .. } => Some("429"),
-            Attempt::Retryable { status: Some(s), .. } if *s >= 500 => Some("5xx"),
-            Attempt::Retryable { status: Some(_), .. } => Some("retryable_status"),
+            Attempt::Retryable {
+                status: Some(429), ..
+            } => Some("429"),
+            Attempt::Retryable {
+                status: Some(s), ..
+            } if *s >= 500 => Some("5xx"),
+            Attempt::Retryable {
+                status: Some(_), ..
+            } => Some("retryable_status"),
             Attempt::Retryable { status: None, .. } => Some("connection"),
         }
     }
@@ -291,13 +308,23 @@ fn result_line(line_no: u64, custom_id: String, last: Attempt) -> LineResult {
 /// The error-file line of a request that never ran because the batch
 /// expired.
 pub fn expired_line(line_no: u64, custom_id: &str) -> LineResult {
-    not_run_line(line_no, custom_id, "batch_expired", "This request could not be executed before the completion window expired.")
+    not_run_line(
+        line_no,
+        custom_id,
+        "batch_expired",
+        "This request could not be executed before the completion window expired.",
+    )
 }
 
 /// The error-file line of a request that never ran because its key or
 /// team ran out of budget.
 pub fn budget_line(line_no: u64, custom_id: &str) -> LineResult {
-    not_run_line(line_no, custom_id, "budget_exceeded", "This request was not executed: the budget of its key or team was exceeded.")
+    not_run_line(
+        line_no,
+        custom_id,
+        "budget_exceeded",
+        "This request was not executed: the budget of its key or team was exceeded.",
+    )
 }
 
 fn not_run_line(line_no: u64, custom_id: &str, code: &str, message: &str) -> LineResult {
