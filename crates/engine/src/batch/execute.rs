@@ -17,9 +17,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::{Shared, MAX_LINE_BYTES};
-use batchgate_config::BudgetPolicy;
 use super::upstream::run_line;
 use crate::{LineReader, Rules, Validator};
+use batchgate_config::BudgetPolicy;
 
 /// Why the phase ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +78,12 @@ pub async fn execute(
         stop.clone(),
     ));
     let (tx, rx) = mpsc::channel::<LineResult>(RESULT_QUEUE);
-    let writer = tokio::spawn(write_results(shared.gw.store.clone(), rec.key.clone(), deployment.model_name.clone(), rx));
+    let writer = tokio::spawn(write_results(
+        shared.gw.store.clone(),
+        rec.key.clone(),
+        deployment.model_name.clone(),
+        rx,
+    ));
 
     let mut reader = LineReader::new(stream, MAX_LINE_BYTES);
     // The input was validated; the validator is reused here as the parser.
@@ -219,7 +224,9 @@ async fn control(
         }
         match shared.gw.store.get_batch(&key).await {
             Ok(Some(r)) if r.batch.status == BatchStatus::InProgress => {
-                if shared.gw.batch.on_budget_exceeded == BudgetPolicy::Stop && over_budget(&shared, &r.owner).await {
+                if shared.gw.batch.on_budget_exceeded == BudgetPolicy::Stop
+                    && over_budget(&shared, &r.owner).await
+                {
                     tracing::info!(batch = %r.batch.id, "budget exceeded; stopping after in-flight lines");
                     let _ = out.send(Some(Ending::BudgetExceeded));
                     return;
@@ -289,13 +296,20 @@ fn count_committed(model: &str, results: &[LineResult]) {
         let outcome = if r.ok { "completed" } else { "failed" };
         metrics::counter!("batchgate_lines_total", "model" => model.to_string(), "outcome" => outcome).increment(1);
         if let Some(u) = r.usage {
-            for (kind, n) in [("input", u.input_tokens), ("cached", u.cached_tokens), ("output", u.output_tokens)] {
+            for (kind, n) in [
+                ("input", u.input_tokens),
+                ("cached", u.cached_tokens),
+                ("output", u.output_tokens),
+            ] {
                 metrics::counter!("batchgate_tokens_total", "model" => model.to_string(), "kind" => kind).increment(n);
             }
         }
         if let Some(c) = r.charge {
             // Telemetry only: the ledger itself stays exact decimal.
-            let spend = (c.input + c.output).to_string().parse::<f64>().unwrap_or(0.0);
+            let spend = (c.input + c.output)
+                .to_string()
+                .parse::<f64>()
+                .unwrap_or(0.0);
             metrics::gauge!("batchgate_spend_usd", "model" => model.to_string()).increment(spend);
         }
     }

@@ -18,7 +18,7 @@ use batchgate_core::ApiError;
 use tokio::sync::Notify;
 
 use crate::{Gateway, LocalFiles};
-pub use upstream::RetryPolicy;
+pub use upstream::{success_line, RetryPolicy};
 
 /// Runs gateway-side batches. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -34,9 +34,21 @@ pub struct Shared {
 impl Shared {
     /// What a successful line costs on `deployment_id`.
     pub fn charge(&self, deployment_id: &str, u: LineUsage) -> LineCharge {
-        let tokens = Tokens { input_tokens: u.input_tokens, cached_tokens: u.cached_tokens, output_tokens: u.output_tokens };
-        let cost = self.prices.get(deployment_id).map(|p| p.batch_line(tokens)).unwrap_or_else(LineCost::unpriced);
-        LineCharge { input: cost.input, output: cost.output, priced: cost.priced }
+        let tokens = Tokens {
+            input_tokens: u.input_tokens,
+            cached_tokens: u.cached_tokens,
+            output_tokens: u.output_tokens,
+        };
+        let cost = self
+            .prices
+            .get(deployment_id)
+            .map(|p| p.batch_line(tokens))
+            .unwrap_or_else(LineCost::unpriced);
+        LineCharge {
+            input: cost.input,
+            output: cost.output,
+            priced: cost.priced,
+        }
     }
 
     /// The deployment a batch's ID pins (still configured?).

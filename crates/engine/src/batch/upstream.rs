@@ -257,6 +257,26 @@ fn usage_of(body: &Value) -> LineUsage {
     }
 }
 
+/// The output-file line of a successful request, as the engine journals it
+/// (public for the serialization benchmark).
+pub fn success_line(
+    line_no: u64,
+    custom_id: String,
+    status: u16,
+    request_id: String,
+    body: Value,
+) -> LineResult {
+    result_line(
+        line_no,
+        custom_id,
+        Attempt::Success {
+            status,
+            request_id,
+            body,
+        },
+    )
+}
+
 fn result_line(line_no: u64, custom_id: String, last: Attempt) -> LineResult {
     let id = batch_request_id();
     let (ok, value, usage) = match last {
