@@ -26,11 +26,15 @@ fn priced_config(upstream: &str, extra: &str) -> String {
 /// The cost of `lines` computed by hand: batch price = half the regular.
 fn expected_cost(lines: &[u8]) -> Decimal {
     let half = Decimal::from_str("0.5").unwrap();
-    let (pin, pout) = (Decimal::from_str(IN_PRICE).unwrap() * half, Decimal::from_str(OUT_PRICE).unwrap() * half);
+    let (pin, pout) = (
+        Decimal::from_str(IN_PRICE).unwrap() * half,
+        Decimal::from_str(OUT_PRICE).unwrap() * half,
+    );
     let mut total = Decimal::ZERO;
     for line in String::from_utf8_lossy(lines).lines() {
         let v: Value = serde_json::from_str(line).unwrap();
-        total += Decimal::from(prompt_tokens_of(&v["body"])) * pin + Decimal::from(completion_tokens_of(&v["body"])) * pout;
+        total += Decimal::from(prompt_tokens_of(&v["body"])) * pin
+            + Decimal::from(completion_tokens_of(&v["body"])) * pout;
     }
     total
 }
@@ -42,7 +46,11 @@ struct As<'a> {
 
 impl As<'_> {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.gw.http.request(method, self.gw.url(path)).bearer_auth(&self.key);
+        let mut req = self
+            .gw
+            .http
+            .request(method, self.gw.url(path))
+            .bearer_auth(&self.key);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -54,8 +62,20 @@ impl As<'_> {
     async fn upload(&self, model: &str, content: Vec<u8>) -> (u16, Value) {
         let form = reqwest::multipart::Form::new()
             .text("purpose", "batch")
-            .part("file", reqwest::multipart::Part::bytes(content).file_name("in.jsonl"));
-        let r = self.gw.http.post(self.gw.url("/v1/files")).bearer_auth(&self.key).header("x-litellm-model", model).multipart(form).send().await.unwrap();
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(content).file_name("in.jsonl"),
+            );
+        let r = self
+            .gw
+            .http
+            .post(self.gw.url("/v1/files"))
+            .bearer_auth(&self.key)
+            .header("x-litellm-model", model)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -83,9 +103,14 @@ fn dec(v: &Value) -> Decimal {
 #[tokio::test]
 async fn cost_matches_hand_computation_and_retrieves_never_bill() {
     let mock = MockVllm::start(MockConfig::default()).await.unwrap();
-    let gw = Gateway::start(&priced_config(&mock.base_url(), "")).await.unwrap();
+    let gw = Gateway::start(&priced_config(&mock.base_url(), ""))
+        .await
+        .unwrap();
     let key = new_key(&gw, json!({"team_id": "team-a", "key_alias": "alice"})).await;
-    let alice = As { gw: &gw, key: key.clone() };
+    let alice = As {
+        gw: &gw,
+        key: key.clone(),
+    };
     let lines = chat_lines("m", 25);
     let (_, file) = alice.upload("m", lines.clone()).await;
     let (_, batch) = alice.create(file["id"].as_str().unwrap()).await;
@@ -94,33 +119,67 @@ async fn cost_matches_hand_computation_and_retrieves_never_bill() {
     assert_eq!(done["status"], "completed");
 
     let want = expected_cost(&lines);
-    eprintln!("hand-computed cost {want}, batchgate reports {}", done["cost"]["total"]);
+    eprintln!(
+        "hand-computed cost {want}, batchgate reports {}",
+        done["cost"]["total"]
+    );
     assert_eq!(dec(&done["cost"]["total"]), want);
     assert_eq!(done["cost"]["priced_lines"], 25);
     assert_eq!(done["cost"]["unpriced_lines"], 0);
-    assert_eq!(dec(&done["cost"]["input"]) + dec(&done["cost"]["output"]), want);
+    assert_eq!(
+        dec(&done["cost"]["input"]) + dec(&done["cost"]["output"]),
+        want
+    );
 
     // The header carries the same figure; ten retrieves change nothing.
     for _ in 0..10 {
-        let r = gw.http.get(gw.url(&format!("/v1/batches/{id}"))).bearer_auth(&key).send().await.unwrap();
-        let header = r.headers().get("x-litellm-response-cost").unwrap().to_str().unwrap().to_string();
+        let r = gw
+            .http
+            .get(gw.url(&format!("/v1/batches/{id}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        let header = r
+            .headers()
+            .get("x-litellm-response-cost")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
         assert_eq!(Decimal::from_str(&header).unwrap(), want);
     }
     assert_eq!(key_spend(&gw, &key).await, want);
     let (_, logs) = gw.get(&format!("/spend/logs?batch_id={id}")).await.unwrap();
-    let ledger: Decimal = logs.as_array().unwrap().iter().map(|r| dec(&r["spend"])).sum();
+    let ledger: Decimal = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| dec(&r["spend"]))
+        .sum();
     assert_eq!(ledger, want);
-    let lines_logged: u64 = logs.as_array().unwrap().iter().map(|r| r["lines"].as_u64().unwrap()).sum();
+    let lines_logged: u64 = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["lines"].as_u64().unwrap())
+        .sum();
     assert_eq!(lines_logged, 25);
 
     // Reports group by team, key, model and day.
     for (by, expect_key) in [("team", json!("team-a")), ("model", json!("m"))] {
-        let (status, report) = gw.get(&format!("/global/spend/report?group_by={by}")).await.unwrap();
+        let (status, report) = gw
+            .get(&format!("/global/spend/report?group_by={by}"))
+            .await
+            .unwrap();
         assert_eq!(status, 200);
         assert_eq!(report[0]["key"], expect_key);
         assert_eq!(dec(&report[0]["spend"]), want);
     }
-    let (status, _) = gw.get("/global/spend/report?group_by=nonsense").await.unwrap();
+    let (status, _) = gw
+        .get("/global/spend/report?group_by=nonsense")
+        .await
+        .unwrap();
     assert_eq!(status, 400);
     // Spend endpoints are the master's.
     let (status, _) = alice.call(Method::GET, "/spend/logs", None).await;
@@ -129,7 +188,10 @@ async fn cost_matches_hand_computation_and_retrieves_never_bill() {
     // An unpriced model costs zero and says so.
     let (_, f2) = alice.upload("other", chat_lines("other", 3)).await;
     let (_, b2) = alice.create(f2["id"].as_str().unwrap()).await;
-    let d2 = gw.wait_batch(b2["id"].as_str().unwrap(), Duration::from_secs(60)).await.unwrap();
+    let d2 = gw
+        .wait_batch(b2["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(dec(&d2["cost"]["total"]), Decimal::ZERO);
     assert_eq!(d2["cost"]["unpriced_lines"], 3);
 
@@ -137,16 +199,29 @@ async fn cost_matches_hand_computation_and_retrieves_never_bill() {
     let db = std::fs::read(gw.data_dir().join("batchgate.db")).unwrap();
     let wal = std::fs::read(gw.data_dir().join("batchgate.db-wal")).unwrap_or_default();
     for bytes in [db, wal] {
-        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "plaintext key found in the store");
+        assert!(
+            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+            "plaintext key found in the store"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_crash_and_resume_bills_each_line_once() {
-    let mock = MockVllm::start(MockConfig { latency: Duration::from_millis(20), ..MockConfig::default() }).await.unwrap();
-    let mut gw = Gateway::start(&priced_config(&mock.base_url(), "")).await.unwrap();
+    let mock = MockVllm::start(MockConfig {
+        latency: Duration::from_millis(20),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut gw = Gateway::start(&priced_config(&mock.base_url(), ""))
+        .await
+        .unwrap();
     let key = new_key(&gw, json!({"team_id": "t"})).await;
-    let me = As { gw: &gw, key: key.clone() };
+    let me = As {
+        gw: &gw,
+        key: key.clone(),
+    };
     let lines = chat_lines("m", 600);
     let (_, file) = me.upload("m", lines.clone()).await;
     let (_, batch) = me.create(file["id"].as_str().unwrap()).await;
@@ -168,35 +243,87 @@ async fn a_crash_and_resume_bills_each_line_once() {
     assert_eq!(done["cost"]["priced_lines"], 600);
     assert_eq!(key_spend(&gw, &key).await, want);
     let (_, logs) = gw.get(&format!("/spend/logs?batch_id={id}")).await.unwrap();
-    let logged: u64 = logs.as_array().unwrap().iter().map(|r| r["lines"].as_u64().unwrap()).sum();
+    let logged: u64 = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["lines"].as_u64().unwrap())
+        .sum();
     assert_eq!(logged, 600, "each line is in the ledger exactly once");
 }
 
 #[tokio::test]
 async fn isolation_matrix_over_every_endpoint() {
     let mock = MockVllm::start(MockConfig::default()).await.unwrap();
-    let gw = Gateway::start(&priced_config(&mock.base_url(), "")).await.unwrap();
-    let owner = As { gw: &gw, key: new_key(&gw, json!({"team_id": "team-1"})).await };
-    let teammate = As { gw: &gw, key: new_key(&gw, json!({"team_id": "team-1"})).await };
-    let stranger = As { gw: &gw, key: new_key(&gw, json!({"team_id": "team-2"})).await };
-    let master = As { gw: &gw, key: MASTER_KEY.into() };
+    let gw = Gateway::start(&priced_config(&mock.base_url(), ""))
+        .await
+        .unwrap();
+    let owner = As {
+        gw: &gw,
+        key: new_key(&gw, json!({"team_id": "team-1"})).await,
+    };
+    let teammate = As {
+        gw: &gw,
+        key: new_key(&gw, json!({"team_id": "team-1"})).await,
+    };
+    let stranger = As {
+        gw: &gw,
+        key: new_key(&gw, json!({"team_id": "team-2"})).await,
+    };
+    let master = As {
+        gw: &gw,
+        key: MASTER_KEY.into(),
+    };
 
     let (_, file) = owner.upload("m", chat_lines("m", 3)).await;
     let file_id = file["id"].as_str().unwrap().to_string();
     let (_, batch) = owner.create(&file_id).await;
     let batch_id = batch["id"].as_str().unwrap().to_string();
-    let done = gw.wait_batch(&batch_id, Duration::from_secs(60)).await.unwrap();
+    let done = gw
+        .wait_batch(&batch_id, Duration::from_secs(60))
+        .await
+        .unwrap();
     let out_id = done["output_file_id"].as_str().unwrap().to_string();
 
-    let listed = |page: &Value, id: &str| page["data"].as_array().unwrap().iter().any(|o| o["id"] == id);
+    let listed = |page: &Value, id: &str| {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["id"] == id)
+    };
     let mut matrix = Vec::new();
-    for (name, who, sees) in [("teammate", &teammate, true), ("stranger", &stranger, false), ("master", &master, true)] {
+    for (name, who, sees) in [
+        ("teammate", &teammate, true),
+        ("stranger", &stranger, false),
+        ("master", &master, true),
+    ] {
         let want = if sees { 200 } else { 404 };
         let checks = [
-            ("GET file", who.call(Method::GET, &format!("/v1/files/{file_id}"), None).await.0),
-            ("GET file content", who.call(Method::GET, &format!("/v1/files/{out_id}/content"), None).await.0),
-            ("GET output file", who.call(Method::GET, &format!("/v1/files/{out_id}"), None).await.0),
-            ("GET batch", who.call(Method::GET, &format!("/v1/batches/{batch_id}"), None).await.0),
+            (
+                "GET file",
+                who.call(Method::GET, &format!("/v1/files/{file_id}"), None)
+                    .await
+                    .0,
+            ),
+            (
+                "GET file content",
+                who.call(Method::GET, &format!("/v1/files/{out_id}/content"), None)
+                    .await
+                    .0,
+            ),
+            (
+                "GET output file",
+                who.call(Method::GET, &format!("/v1/files/{out_id}"), None)
+                    .await
+                    .0,
+            ),
+            (
+                "GET batch",
+                who.call(Method::GET, &format!("/v1/batches/{batch_id}"), None)
+                    .await
+                    .0,
+            ),
         ];
         for (what, status) in checks {
             matrix.push(format!("{name:9} {what:17} {status}"));
@@ -207,16 +334,29 @@ async fn isolation_matrix_over_every_endpoint() {
         assert_eq!(listed(&files, &file_id), sees, "{name} file list");
         assert_eq!(listed(&files, &out_id), sees, "{name} output in file list");
         assert_eq!(listed(&batches, &batch_id), sees, "{name} batch list");
-        matrix.push(format!("{name:9} lists              {}", if sees { "yes" } else { "no" }));
+        matrix.push(format!(
+            "{name:9} lists              {}",
+            if sees { "yes" } else { "no" }
+        ));
         // Cancel of an ended batch: 409 for those who see it, 404 otherwise.
-        let (status, _) = who.call(Method::POST, &format!("/v1/batches/{batch_id}/cancel"), None).await;
+        let (status, _) = who
+            .call(
+                Method::POST,
+                &format!("/v1/batches/{batch_id}/cancel"),
+                None,
+            )
+            .await;
         assert_eq!(status, if sees { 409 } else { 404 }, "{name} cancel");
         matrix.push(format!("{name:9} cancel            {status}"));
     }
     // Delete: the stranger cannot, the teammate can.
-    let (status, _) = stranger.call(Method::DELETE, &format!("/v1/files/{out_id}"), None).await;
+    let (status, _) = stranger
+        .call(Method::DELETE, &format!("/v1/files/{out_id}"), None)
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = teammate.call(Method::DELETE, &format!("/v1/files/{out_id}"), None).await;
+    let (status, _) = teammate
+        .call(Method::DELETE, &format!("/v1/files/{out_id}"), None)
+        .await;
     assert_eq!(status, 200);
     matrix.push("stranger  DELETE            404 / teammate DELETE 200".into());
     // A stranger cannot start a batch on someone else's file either.
@@ -228,19 +368,36 @@ async fn isolation_matrix_over_every_endpoint() {
 #[tokio::test]
 async fn model_allow_lists_and_key_management() {
     let mock = MockVllm::start(MockConfig::default()).await.unwrap();
-    let gw = Gateway::start(&priced_config(&mock.base_url(), "")).await.unwrap();
+    let gw = Gateway::start(&priced_config(&mock.base_url(), ""))
+        .await
+        .unwrap();
     let key = new_key(&gw, json!({"models": ["m"], "key_alias": "narrow"})).await;
-    let narrow = As { gw: &gw, key: key.clone() };
+    let narrow = As {
+        gw: &gw,
+        key: key.clone(),
+    };
     let (status, body) = narrow.upload("other", chat_lines("other", 1)).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(narrow.upload("m", chat_lines("m", 1)).await.0, 200);
     // Only the master key manages keys.
-    assert_eq!(narrow.call(Method::POST, "/key/generate", Some(json!({}))).await.0, 403);
+    assert_eq!(
+        narrow
+            .call(Method::POST, "/key/generate", Some(json!({})))
+            .await
+            .0,
+        403
+    );
     // Update widens the list; delete revokes at once.
-    let (status, _) = gw.post("/key/update", &json!({"key": key, "models": []})).await.unwrap();
+    let (status, _) = gw
+        .post("/key/update", &json!({"key": key, "models": []}))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     assert_eq!(narrow.upload("other", chat_lines("other", 1)).await.0, 200);
-    let (status, body) = gw.post("/key/delete", &json!({"keys": [key]})).await.unwrap();
+    let (status, body) = gw
+        .post("/key/delete", &json!({"keys": [key]}))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     assert_eq!(body["deleted_keys"].as_array().unwrap().len(), 1);
     let (status, body) = narrow.call(Method::GET, "/v1/files", None).await;
@@ -250,11 +407,21 @@ async fn model_allow_lists_and_key_management() {
 
 #[tokio::test]
 async fn budgets_block_uploads_and_creates_and_stop_running_batches() {
-    let mock = MockVllm::start(MockConfig { latency: Duration::from_millis(50), ..MockConfig::default() }).await.unwrap();
-    let gw = Gateway::start(&priced_config(&mock.base_url(), "")).await.unwrap();
+    let mock = MockVllm::start(MockConfig {
+        latency: Duration::from_millis(50),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let gw = Gateway::start(&priced_config(&mock.base_url(), ""))
+        .await
+        .unwrap();
     // One line costs ~0.00002 (about 5 input and 16 output tokens at half price).
     let key = new_key(&gw, json!({"team_id": "tb", "max_budget": 0.0002})).await;
-    let me = As { gw: &gw, key: key.clone() };
+    let me = As {
+        gw: &gw,
+        key: key.clone(),
+    };
     let (_, file) = me.upload("m", chat_lines("m", 200)).await;
     let (_, batch) = me.create(file["id"].as_str().unwrap()).await;
     let id = batch["id"].as_str().unwrap().to_string();
@@ -262,32 +429,61 @@ async fn budgets_block_uploads_and_creates_and_stop_running_batches() {
     // In-flight lines finish, the rest never run.
     let completed = done["request_counts"]["completed"].as_u64().unwrap();
     assert!(completed > 0 && completed < 200, "{done}");
-    assert_eq!(done["request_counts"]["failed"].as_u64().unwrap() + completed, 200);
+    assert_eq!(
+        done["request_counts"]["failed"].as_u64().unwrap() + completed,
+        200
+    );
     let errors = gw.jsonl(done["error_file_id"].as_str()).await.unwrap();
-    assert!(errors.iter().all(|l| l["error"]["code"] == "budget_exceeded"));
+    assert!(errors
+        .iter()
+        .all(|l| l["error"]["code"] == "budget_exceeded"));
     assert!(mock.stats().requests < 200);
 
     // Over budget: no new batch files, no new batches.
     let (status, body) = me.upload("m", chat_lines("m", 1)).await;
-    assert_eq!((status, body["error"]["code"].clone()), (400, json!("budget_exceeded")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("budget_exceeded"))
+    );
     let (status, body) = me.create(file["id"].as_str().unwrap()).await;
-    assert_eq!((status, body["error"]["code"].clone()), (400, json!("budget_exceeded")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("budget_exceeded"))
+    );
 
     // A team budget binds every key of the team.
-    let (status, _) = gw.post("/team/new", &json!({"team_id": "poor", "max_budget": 0})).await.unwrap();
+    let (status, _) = gw
+        .post("/team/new", &json!({"team_id": "poor", "max_budget": 0}))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
-    let member = As { gw: &gw, key: new_key(&gw, json!({"team_id": "poor"})).await };
+    let member = As {
+        gw: &gw,
+        key: new_key(&gw, json!({"team_id": "poor"})).await,
+    };
     let (status, body) = member.upload("m", chat_lines("m", 1)).await;
-    assert_eq!((status, body["error"]["code"].clone()), (400, json!("budget_exceeded")));
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("budget_exceeded"))
+    );
 
     // A budget period resets spend.
     let periodic = new_key(&gw, json!({"max_budget": 0.00003, "budget_duration": "2s"})).await;
-    let p = As { gw: &gw, key: periodic.clone() };
+    let p = As {
+        gw: &gw,
+        key: periodic.clone(),
+    };
     let (_, f) = p.upload("m", chat_lines("m", 3)).await;
     let (_, b) = p.create(f["id"].as_str().unwrap()).await;
-    gw.wait_batch(b["id"].as_str().unwrap(), Duration::from_secs(60)).await.unwrap();
+    gw.wait_batch(b["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(key_spend(&gw, &periodic).await > Decimal::ZERO);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(p.upload("m", chat_lines("m", 1)).await.0, 200, "spend resets after budget_duration");
+    assert_eq!(
+        p.upload("m", chat_lines("m", 1)).await.0,
+        200,
+        "spend resets after budget_duration"
+    );
     assert_eq!(key_spend(&gw, &periodic).await, Decimal::ZERO);
 }

@@ -17,27 +17,64 @@ fn sample(text: &str, prefix: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_count_traffic_lines_tokens_and_batches() {
     let mock = MockVllm::start(MockConfig::default()).await.unwrap();
-    let gw = Gateway::start(&config(&[("m", &mock.base_url())], "")).await.unwrap();
+    let gw = Gateway::start(&config(&[("m", &mock.base_url())], ""))
+        .await
+        .unwrap();
     let lines = chat_lines("m", 7);
     let size = lines.len() as f64;
     let file = gw.upload("m", "in.jsonl", lines).await.unwrap();
-    let batch = gw.create_batch(file["id"].as_str().unwrap(), "/v1/chat/completions", "24h").await.unwrap();
-    let done = gw.wait_batch(batch["id"].as_str().unwrap(), Duration::from_secs(60)).await.unwrap();
-    let out = gw.content(done["output_file_id"].as_str().unwrap()).await.unwrap();
+    let batch = gw
+        .create_batch(file["id"].as_str().unwrap(), "/v1/chat/completions", "24h")
+        .await
+        .unwrap();
+    let done = gw
+        .wait_batch(batch["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let out = gw
+        .content(done["output_file_id"].as_str().unwrap())
+        .await
+        .unwrap();
 
     // No key needed, Prometheus text format.
     let r = gw.http.get(gw.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
-    assert_eq!(sample(&text, "batchgate_http_requests_total{route=\"/v1/files\",method=\"POST\",status=\"200\"}"), Some(1.0));
-    assert_eq!(sample(&text, "batchgate_lines_total{model=\"m\",outcome=\"completed\"}"), Some(7.0));
-    assert_eq!(sample(&text, "batchgate_batches{status=\"completed\"}"), Some(1.0));
+    assert_eq!(
+        sample(
+            &text,
+            "batchgate_http_requests_total{route=\"/v1/files\",method=\"POST\",status=\"200\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "batchgate_lines_total{model=\"m\",outcome=\"completed\"}"
+        ),
+        Some(7.0)
+    );
+    assert_eq!(
+        sample(&text, "batchgate_batches{status=\"completed\"}"),
+        Some(1.0)
+    );
     assert_eq!(sample(&text, "batchgate_queue_depth_lines"), Some(0.0));
     assert_eq!(sample(&text, "batchgate_bytes_uploaded_total"), Some(size));
-    assert_eq!(sample(&text, "batchgate_bytes_downloaded_total"), Some(out.len() as f64));
-    let words: f64 = (1..=7).map(|i| format!("line {i} says hello").split_whitespace().count() as f64).sum();
-    assert_eq!(sample(&text, "batchgate_tokens_total{model=\"m\",kind=\"input\"}"), Some(words));
-    assert_eq!(sample(&text, "batchgate_tokens_total{model=\"m\",kind=\"output\"}"), Some(7.0 * 16.0));
+    assert_eq!(
+        sample(&text, "batchgate_bytes_downloaded_total"),
+        Some(out.len() as f64)
+    );
+    let words: f64 = (1..=7)
+        .map(|i| format!("line {i} says hello").split_whitespace().count() as f64)
+        .sum();
+    assert_eq!(
+        sample(&text, "batchgate_tokens_total{model=\"m\",kind=\"input\"}"),
+        Some(words)
+    );
+    assert_eq!(
+        sample(&text, "batchgate_tokens_total{model=\"m\",kind=\"output\"}"),
+        Some(7.0 * 16.0)
+    );
     for series in [
         "batchgate_upstream_request_duration_seconds_count",
         "batchgate_gateway_overhead_seconds_count",
@@ -56,12 +93,32 @@ async fn health_reports_each_deployment() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
     };
-    let gw = Gateway::start(&config(&[("up", &mock.base_url()), ("down", &closed)], "")).await.unwrap();
+    let gw = Gateway::start(&config(&[("up", &mock.base_url()), ("down", &closed)], ""))
+        .await
+        .unwrap();
     for path in ["/health/liveliness", "/health/readiness"] {
-        assert_eq!(gw.http.get(gw.url(path)).send().await.unwrap().status(), 200, "{path}");
+        assert_eq!(
+            gw.http.get(gw.url(path)).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
     }
-    assert_eq!(gw.http.get(gw.url("/health")).send().await.unwrap().status(), 401);
-    let r = gw.http.get(gw.url("/health")).bearer_auth(MASTER_KEY).send().await.unwrap();
+    assert_eq!(
+        gw.http
+            .get(gw.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = gw
+        .http
+        .get(gw.url("/health"))
+        .bearer_auth(MASTER_KEY)
+        .send()
+        .await
+        .unwrap();
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["healthy_count"], 1);
     assert_eq!(body["unhealthy_count"], 1);

@@ -1,4 +1,6 @@
-//! `batchgate`: parse flags, load config, serve.
+//! `batchgate`: with `--config`, parse flags, load config, serve; with a
+//! subcommand (`submit`, `batches`, `files`), run the operator CLI against a
+//! running gateway (see the `batchgate-cli` crate).
 
 mod boot;
 mod providers;
@@ -10,12 +12,21 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// OpenAI Files and Batch APIs in front of self-hosted vLLM deployments.
+///
+/// `batchgate --config FILE` serves; the subcommands talk to a running
+/// gateway.
 #[derive(Debug, Parser)]
-#[command(name = "batchgate", version, about)]
-pub struct Cli {
+#[command(
+    name = "batchgate",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Args {
     /// LiteLLM-style config.yaml (model_list, general_settings, batch_settings).
-    #[arg(long, env = "BATCHGATE_CONFIG")]
-    config: PathBuf,
+    #[arg(long, env = "BATCHGATE_CONFIG", required = true)]
+    config: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1", env = "BATCHGATE_HOST")]
     host: IpAddr,
     #[arg(long, default_value_t = 4000, env = "BATCHGATE_PORT")]
@@ -26,17 +37,48 @@ pub struct Cli {
     /// Serve without any API key check. Only for local experiments.
     #[arg(long)]
     insecure_no_auth: bool,
+    #[command(subcommand)]
+    command: Option<batchgate_cli::Command>,
+}
+
+/// The serve flags, as [`boot::run`] reads them.
+#[derive(Debug)]
+pub struct Cli {
+    config: PathBuf,
+    host: IpAddr,
+    port: u16,
+    data_dir: PathBuf,
+    insecure_no_auth: bool,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    let argv: Vec<_> = std::env::args_os().collect();
+    let args = match Args::try_parse_from(&argv) {
+        Ok(args) => args,
+        Err(e) => return batchgate_cli::parse_error_exit(&e, &argv),
+    };
+    match (args.command, args.config) {
+        (Some(command), _) => batchgate_cli::main(command),
+        (None, Some(config)) => serve(Cli {
+            config,
+            host: args.host,
+            port: args.port,
+            data_dir: args.data_dir,
+            insecure_no_auth: args.insecure_no_auth,
+        }),
+        (None, None) => {
+            eprintln!(
+                "batchgate: --config is required to serve (or give a subcommand; see --help)"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(cli: Cli) -> ExitCode {
+    // Logs, and OTLP traces when OTEL_EXPORTER_OTLP_ENDPOINT is set; the
+    // guard flushes the spans at exit (dropped after the runtime).
+    let _telemetry = batchgate_server::telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

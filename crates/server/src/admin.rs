@@ -27,7 +27,10 @@ pub(crate) fn master_only(ctx: &batchgate_core::RequestCtx) -> Result<(), ApiErr
     if ctx.caller.is_master {
         Ok(())
     } else {
-        Err(ApiError::forbidden("Only the master key may manage keys, teams and spend.").with_code("admin_only"))
+        Err(
+            ApiError::forbidden("Only the master key may manage keys, teams and spend.")
+                .with_code("admin_only"),
+        )
     }
 }
 
@@ -49,14 +52,20 @@ fn budget_seconds(duration: &Option<String>) -> Result<Option<i64>, ApiError> {
         .map(|d| {
             window_seconds(d)
                 .and_then(|s| i64::try_from(s).ok())
-                .ok_or_else(|| ApiError::invalid_request(format!("budget_duration '{d}' is not like 30s, 30m, 24h or 30d.")).with_param("budget_duration"))
+                .ok_or_else(|| {
+                    ApiError::invalid_request(format!(
+                        "budget_duration '{d}' is not like 30s, 30m, 24h or 30d."
+                    ))
+                    .with_param("budget_duration")
+                })
         })
         .transpose()
 }
 
 /// `max_budget` as an exact, non-negative decimal (`null` means none).
 fn budget_value(v: &Option<Value>) -> Result<Option<Decimal>, ApiError> {
-    let bad = |m: String| ApiError::invalid_request(format!("max_budget: {m}")).with_param("max_budget");
+    let bad =
+        |m: String| ApiError::invalid_request(format!("max_budget: {m}")).with_param("max_budget");
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(v) => {
@@ -78,14 +87,24 @@ fn key_json(k: &KeyRecord, key: Option<&str>) -> Value {
     v
 }
 
-pub async fn generate(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiJson(f): ApiJson<KeyFields>) -> HttpResult<Json<Value>> {
+pub async fn generate(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiJson(f): ApiJson<KeyFields>,
+) -> HttpResult<Json<Value>> {
     master_only(&ctx)?;
     let max_budget = budget_value(&f.max_budget)?;
     let seconds = budget_seconds(&f.budget_duration)?;
     let now = st.gw.now();
     let key = match f.key {
         Some(k) if k.len() >= 8 => k,
-        Some(_) => return Err(ApiError::invalid_request("A custom key must be at least 8 characters.").with_param("key").into()),
+        Some(_) => {
+            return Err(
+                ApiError::invalid_request("A custom key must be at least 8 characters.")
+                    .with_param("key")
+                    .into(),
+            )
+        }
         None => format!("sk-{}", hex(24)),
     };
     let record = KeyRecord {
@@ -119,9 +138,16 @@ async fn find_key(st: &AdminState, key: &str) -> Result<KeyRecord, ApiError> {
     found.ok_or_else(|| ApiError::not_found("key", "(redacted)"))
 }
 
-pub async fn update(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiJson(f): ApiJson<KeyFields>) -> HttpResult<Json<Value>> {
+pub async fn update(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiJson(f): ApiJson<KeyFields>,
+) -> HttpResult<Json<Value>> {
     master_only(&ctx)?;
-    let name = f.key.clone().ok_or_else(|| ApiError::invalid_request("Missing 'key'.").with_param("key"))?;
+    let name = f
+        .key
+        .clone()
+        .ok_or_else(|| ApiError::invalid_request("Missing 'key'.").with_param("key"))?;
     let mut k = find_key(&st, &name).await?;
     let max_budget = budget_value(&f.max_budget)?;
     if f.key_alias.is_some() {
@@ -154,7 +180,11 @@ pub struct DeleteKeys {
     keys: Vec<String>,
 }
 
-pub async fn delete(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiJson(d): ApiJson<DeleteKeys>) -> HttpResult<Json<Value>> {
+pub async fn delete(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiJson(d): ApiJson<DeleteKeys>,
+) -> HttpResult<Json<Value>> {
     master_only(&ctx)?;
     let mut deleted = Vec::new();
     for name in &d.keys {
@@ -172,7 +202,11 @@ pub struct KeyQuery {
     key: Option<String>,
 }
 
-pub async fn info(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiQuery(q): ApiQuery<KeyQuery>) -> HttpResult<Json<Value>> {
+pub async fn info(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiQuery(q): ApiQuery<KeyQuery>,
+) -> HttpResult<Json<Value>> {
     // A key may read its own info; the master key may read any.
     let k = match (q.key, &ctx.caller.key_id) {
         (Some(name), _) => {
@@ -183,7 +217,11 @@ pub async fn info(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiQuery(q): ApiQ
             k
         }
         (None, Some(own)) => find_key(&st, own).await?,
-        (None, None) => return Err(ApiError::invalid_request("Missing 'key'.").with_param("key").into()),
+        (None, None) => {
+            return Err(ApiError::invalid_request("Missing 'key'.")
+                .with_param("key")
+                .into())
+        }
     };
     Ok(Json(json!({ "key": k.key_id, "info": key_json(&k, None) })))
 }
@@ -196,7 +234,11 @@ pub struct TeamFields {
     budget_duration: Option<String>,
 }
 
-pub async fn team_upsert(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiJson(f): ApiJson<TeamFields>) -> HttpResult<Json<TeamRecord>> {
+pub async fn team_upsert(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiJson(f): ApiJson<TeamFields>,
+) -> HttpResult<Json<TeamRecord>> {
     master_only(&ctx)?;
     let max_budget = budget_value(&f.max_budget)?;
     let seconds = budget_seconds(&f.budget_duration)?;
@@ -204,11 +246,17 @@ pub async fn team_upsert(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiJson(f)
     let team_id = f.team_id.unwrap_or_else(|| format!("team_{}", hex(8)));
     let existing = st.gw.store.team(&team_id).await?;
     let team = TeamRecord {
-        team_alias: f.team_alias.or(existing.as_ref().and_then(|t| t.team_alias.clone())),
+        team_alias: f
+            .team_alias
+            .or(existing.as_ref().and_then(|t| t.team_alias.clone())),
         max_budget: max_budget.or(existing.as_ref().and_then(|t| t.max_budget)),
         budget_seconds: seconds.or(existing.as_ref().and_then(|t| t.budget_seconds)),
-        budget_reset_at: seconds.map(|s| now + s).or(existing.as_ref().and_then(|t| t.budget_reset_at)),
-        budget_duration: f.budget_duration.or(existing.as_ref().and_then(|t| t.budget_duration.clone())),
+        budget_reset_at: seconds
+            .map(|s| now + s)
+            .or(existing.as_ref().and_then(|t| t.budget_reset_at)),
+        budget_duration: f
+            .budget_duration
+            .or(existing.as_ref().and_then(|t| t.budget_duration.clone())),
         spend: existing.as_ref().map_or(Decimal::ZERO, |t| t.spend),
         created_at: existing.as_ref().map_or(now, |t| t.created_at),
         team_id,
@@ -222,11 +270,20 @@ pub struct TeamQuery {
     team_id: String,
 }
 
-pub async fn team_info(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiQuery(q): ApiQuery<TeamQuery>) -> HttpResult<Json<Value>> {
+pub async fn team_info(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiQuery(q): ApiQuery<TeamQuery>,
+) -> HttpResult<Json<Value>> {
     if !ctx.caller.is_master && ctx.caller.team_id.as_deref() != Some(q.team_id.as_str()) {
         return Err(ApiError::forbidden("A key may only read its own team.").into());
     }
-    let team = st.gw.store.team(&q.team_id).await?.ok_or_else(|| ApiError::not_found("team", &q.team_id))?;
+    let team = st
+        .gw
+        .store
+        .team(&q.team_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("team", &q.team_id))?;
     Ok(Json(json!({ "team_id": team.team_id, "team_info": team })))
 }
 

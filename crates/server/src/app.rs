@@ -16,10 +16,10 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::admin::{self, AdminState};
 use crate::auth::{require_key, Auth};
 use crate::error::HttpError;
 use crate::registry::Providers;
-use crate::admin::{self, AdminState};
 use crate::{batches, files, spend, upload};
 
 /// Everything handlers share.
@@ -87,7 +87,10 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .route("/team/info", get(admin::team_info))
         .route("/spend/logs", get(spend::logs))
         .route("/global/spend/report", get(spend::report))
-        .with_state(AdminState { gw: state.gw.clone(), auth: auth.clone() });
+        .with_state(AdminState {
+            gw: state.gw.clone(),
+            auth: auth.clone(),
+        });
     let authed = Router::new()
         .nest("/v1", api.clone())
         .merge(api)

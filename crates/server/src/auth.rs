@@ -32,13 +32,18 @@ pub struct Auth {
 
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auth").field("enabled", &self.master_key.is_some()).finish_non_exhaustive()
+        f.debug_struct("Auth")
+            .field("enabled", &self.master_key.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 /// The SHA-256 of a key, hex: the only form in which keys are stored.
 pub fn key_hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Auth {
@@ -47,17 +52,28 @@ impl Auth {
         Auth {
             master_key: Some(master_key),
             store: Some(store),
-            cache: Cache::builder().time_to_live(KEY_CACHE_TTL).max_capacity(100_000).build(),
+            cache: Cache::builder()
+                .time_to_live(KEY_CACHE_TTL)
+                .max_capacity(100_000)
+                .build(),
         }
     }
 
     /// Only the master key.
     pub fn master_key(key: String) -> Auth {
-        Auth { master_key: Some(key), store: None, cache: Cache::new(1) }
+        Auth {
+            master_key: Some(key),
+            store: None,
+            cache: Cache::new(1),
+        }
     }
 
     pub fn disabled() -> Auth {
-        Auth { master_key: None, store: None, cache: Cache::new(1) }
+        Auth {
+            master_key: None,
+            store: None,
+            cache: Cache::new(1),
+        }
     }
 
     /// Forgets cached virtual keys (after an update or delete).
@@ -79,13 +95,24 @@ impl Auth {
             return Ok(Caller::master());
         }
         let wrong = || ApiError::unauthorized("Incorrect API key provided.");
-        let Some(store) = &self.store else { return Err(wrong()) };
+        let Some(store) = &self.store else {
+            return Err(wrong());
+        };
         let hash = key_hash(presented);
         if let Some(caller) = self.cache.get(&hash).await {
             return Ok(caller);
         }
-        let key = store.key_by_hash(&hash).await.map_err(ApiError::from)?.ok_or_else(wrong)?;
-        let caller = Caller { key_id: Some(key.key_id), team_id: key.team_id, is_master: false, models: key.models };
+        let key = store
+            .key_by_hash(&hash)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(wrong)?;
+        let caller = Caller {
+            key_id: Some(key.key_id),
+            team_id: key.team_id,
+            is_master: false,
+            models: key.models,
+        };
         self.cache.insert(hash, caller.clone()).await;
         Ok(caller)
     }
@@ -94,12 +121,21 @@ impl Auth {
 /// The key from `Authorization: Bearer …` or `x-api-key`.
 fn presented_key(req: &Request) -> Option<String> {
     let headers = req.headers();
-    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
-        let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v);
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v);
         return Some(token.trim().to_string());
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string())
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
 }
 
 /// Middleware: authenticate, then hand the caller to handlers.

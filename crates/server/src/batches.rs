@@ -48,10 +48,15 @@ pub async fn retrieve(
     let batch = st.gw.route(Kind::Batch, &id)?;
     let provider = st.providers.for_deployment(&batch.deployment)?;
     let batch = provider.retrieve_batch(&ctx, &batch).await?;
-    let cost = batch.cost.as_ref().and_then(|c| HeaderValue::from_str(&c.total).ok());
+    let cost = batch
+        .cost
+        .as_ref()
+        .and_then(|c| HeaderValue::from_str(&c.total).ok());
     let mut response = Json(batch).into_response();
     if let Some(cost) = cost {
-        response.headers_mut().insert("x-litellm-response-cost", cost);
+        response
+            .headers_mut()
+            .insert("x-litellm-response-cost", cost);
     }
     Ok(response)
 }

@@ -47,6 +47,8 @@ pub async fn check_budget(gw: &Gateway, caller: &Caller) -> Result<(), ApiError>
 }
 
 fn exceeded(who: &str, spend: rust_decimal::Decimal, max: rust_decimal::Decimal) -> ApiError {
-    ApiError::invalid_request(format!("Budget has been exceeded for {who}: spend {spend} ≥ max_budget {max}."))
-        .with_code("budget_exceeded")
+    ApiError::invalid_request(format!(
+        "Budget has been exceeded for {who}: spend {spend} ≥ max_budget {max}."
+    ))
+    .with_code("budget_exceeded")
 }

@@ -59,7 +59,9 @@ pub async fn deployments(State(st): State<AppState>, Ctx(_): Ctx) -> Json<Value>
 }
 
 async fn probe(http: &reqwest::Client, d: &Deployment) -> Result<(), String> {
-    let mut req = http.get(format!("{}/health", d.api_base)).timeout(PROBE_TIMEOUT);
+    let mut req = http
+        .get(format!("{}/health", d.api_base))
+        .timeout(PROBE_TIMEOUT);
     if let Some(key) = &d.api_key {
         req = req.bearer_auth(key);
     }

@@ -17,7 +17,8 @@ use crate::app::AppState;
 /// Histogram buckets (seconds): from sub-millisecond gateway work to
 /// minute-long upstream calls.
 const BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
 ];
 
 /// The process-wide recorder (installed once, shared by every router).
@@ -61,7 +62,11 @@ pub async fn render(State(st): State<AppState>) -> Response {
     match st.gw.store.batch_stats().await {
         Ok(stats) => {
             for s in BatchStatus::ALL {
-                let n = stats.by_status.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n);
+                let n = stats
+                    .by_status
+                    .iter()
+                    .find(|(x, _)| *x == s)
+                    .map_or(0, |(_, n)| *n);
                 metrics::gauge!("batchgate_batches", "status" => s.as_str()).set(n as f64);
             }
             metrics::gauge!("batchgate_queue_depth_lines").set(stats.pending_lines as f64);

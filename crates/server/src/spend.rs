@@ -36,9 +36,19 @@ pub struct SpendParams {
 async fn filter(st: &AdminState, p: &SpendParams) -> Result<SpendFilter, ApiError> {
     for (name, d) in [("start_date", &p.start_date), ("end_date", &p.end_date)] {
         if let Some(d) = d {
-            let ok = d.len() == 10 && d.chars().enumerate().all(|(i, c)| if i == 4 || i == 7 { c == '-' } else { c.is_ascii_digit() });
+            let ok = d.len() == 10
+                && d.chars().enumerate().all(|(i, c)| {
+                    if i == 4 || i == 7 {
+                        c == '-'
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                });
             if !ok {
-                return Err(ApiError::invalid_request(format!("{name} must be YYYY-MM-DD, got '{d}'.")).with_param(name));
+                return Err(ApiError::invalid_request(format!(
+                    "{name} must be YYYY-MM-DD, got '{d}'."
+                ))
+                .with_param(name));
             }
         }
     }
@@ -64,7 +74,11 @@ async fn filter(st: &AdminState, p: &SpendParams) -> Result<SpendFilter, ApiErro
     })
 }
 
-pub async fn logs(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiQuery(p): ApiQuery<SpendParams>) -> HttpResult<Json<Vec<SpendRow>>> {
+pub async fn logs(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiQuery(p): ApiQuery<SpendParams>,
+) -> HttpResult<Json<Vec<SpendRow>>> {
     master_only(&ctx)?;
     let f = filter(&st, &p).await?;
     let limit = p.limit.unwrap_or(10_000).clamp(1, MAX_ROWS);
@@ -85,7 +99,11 @@ pub struct SpendGroup {
     pub unpriced_lines: u64,
 }
 
-pub async fn report(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiQuery(p): ApiQuery<SpendParams>) -> HttpResult<Json<Vec<SpendGroup>>> {
+pub async fn report(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiQuery(p): ApiQuery<SpendParams>,
+) -> HttpResult<Json<Vec<SpendGroup>>> {
     master_only(&ctx)?;
     let by = p.group_by.clone().unwrap_or_else(|| "day".into());
     let pick: fn(&SpendRow) -> Option<String> = match by.as_str() {
@@ -95,9 +113,11 @@ pub async fn report(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiQuery(p): Ap
         "key" => |r| r.key_id.clone(),
         "batch" => |r| Some(r.batch_id.clone()),
         other => {
-            return Err(ApiError::invalid_request(format!("group_by must be day, model, team, key or batch, not '{other}'."))
-                .with_param("group_by")
-                .into())
+            return Err(ApiError::invalid_request(format!(
+                "group_by must be day, model, team, key or batch, not '{other}'."
+            ))
+            .with_param("group_by")
+            .into())
         }
     };
     let f = filter(&st, &p).await?;
@@ -105,7 +125,11 @@ pub async fn report(State(st): State<AdminState>, Ctx(ctx): Ctx, ApiQuery(p): Ap
     let mut groups: BTreeMap<Option<String>, SpendGroup> = BTreeMap::new();
     for r in &rows {
         let key = pick(r);
-        let g = groups.entry(key.clone()).or_insert_with(|| SpendGroup { group_by: by.clone(), key, ..Default::default() });
+        let g = groups.entry(key.clone()).or_insert_with(|| SpendGroup {
+            group_by: by.clone(),
+            key,
+            ..Default::default()
+        });
         g.spend += r.spend;
         g.lines += r.lines;
         g.input_tokens += r.input_tokens;

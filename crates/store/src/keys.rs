@@ -95,7 +95,11 @@ pub trait KeyStore: Send + Sync {
 /// The spend ledger.
 #[async_trait]
 pub trait SpendStore: Send + Sync {
-    async fn spend_logs(&self, filter: &SpendFilter, limit: u32) -> Result<Vec<SpendRow>, StoreError>;
+    async fn spend_logs(
+        &self,
+        filter: &SpendFilter,
+        limit: u32,
+    ) -> Result<Vec<SpendRow>, StoreError>;
 }
 
 /// `YYYY-MM-DD` of a unix time, UTC (days from civil, Howard Hinnant's).

@@ -25,7 +25,9 @@ pub struct Page<T> {
 /// atomic and durable once the call returns: the HTTP layer acknowledges
 /// right after.
 #[async_trait]
-pub trait MetaStore: FileStore + BatchStore + crate::KeyStore + crate::SpendStore + Send + Sync + std::fmt::Debug {
+pub trait MetaStore:
+    FileStore + BatchStore + crate::KeyStore + crate::SpendStore + Send + Sync + std::fmt::Debug
+{
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;
 }

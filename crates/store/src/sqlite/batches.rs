@@ -9,8 +9,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::files::insert_file_on;
-use super::SqliteStore;
 use super::spend::Charged;
+use super::SqliteStore;
 use crate::{BatchRecord, BatchStore, FileRecord, LineResult, Owner, Page, StoreError, Transition};
 
 const ACTIVE: &str = "('validating', 'in_progress', 'finalizing', 'cancelling')";
@@ -178,7 +178,10 @@ impl BatchStore for SqliteStore {
         )
         .fetch_one(self.pool())
         .await?;
-        Ok(crate::BatchStats { by_status, pending_lines: u64::try_from(pending.unwrap_or(0)).unwrap_or(0) })
+        Ok(crate::BatchStats {
+            by_status,
+            pending_lines: u64::try_from(pending.unwrap_or(0)).unwrap_or(0),
+        })
     }
 
     async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError> {

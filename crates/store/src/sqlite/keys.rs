@@ -35,12 +35,18 @@ impl KeyStore for SqliteStore {
     }
 
     async fn key_by_hash(&self, key_hash: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM keys WHERE key_hash = ?").bind(key_hash).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM keys WHERE key_hash = ?")
+            .bind(key_hash)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| key_from_row(&r)).transpose()
     }
 
     async fn key_by_id(&self, key_id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM keys WHERE key_id = ?").bind(key_id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM keys WHERE key_id = ?")
+            .bind(key_id)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| key_from_row(&r)).transpose()
     }
 
@@ -64,7 +70,10 @@ impl KeyStore for SqliteStore {
     }
 
     async fn delete_key(&self, key_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM keys WHERE key_id = ?").bind(key_id).execute(self.pool()).await?;
+        let done = sqlx::query("DELETE FROM keys WHERE key_id = ?")
+            .bind(key_id)
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -89,7 +98,10 @@ impl KeyStore for SqliteStore {
     }
 
     async fn team(&self, team_id: &str) -> Result<Option<TeamRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM teams WHERE team_id = ?").bind(team_id).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM teams WHERE team_id = ?")
+            .bind(team_id)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| {
             Ok(TeamRecord {
                 team_id: r.try_get("team_id")?,
@@ -125,8 +137,14 @@ impl KeyStore for SqliteStore {
 #[async_trait]
 impl SpendStore for SqliteStore {
     async fn spend_logs(&self, f: &SpendFilter, limit: u32) -> Result<Vec<SpendRow>, StoreError> {
-        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new("SELECT * FROM spend_logs WHERE 1 = 1");
-        let eq = [("key_id", &f.key_id), ("team_id", &f.team_id), ("model", &f.model), ("batch_id", &f.batch_id)];
+        let mut q: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT * FROM spend_logs WHERE 1 = 1");
+        let eq = [
+            ("key_id", &f.key_id),
+            ("team_id", &f.team_id),
+            ("model", &f.model),
+            ("batch_id", &f.batch_id),
+        ];
         for (col, v) in eq {
             if let Some(v) = v {
                 q.push(format!(" AND {col} = ")).push_bind(v.clone());
@@ -142,7 +160,9 @@ impl SpendStore for SqliteStore {
         let rows = q.build().fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| {
-                let n = |c: &str| -> Result<u64, StoreError> { Ok(u64::try_from(r.try_get::<i64, _>(c)?).unwrap_or_default()) };
+                let n = |c: &str| -> Result<u64, StoreError> {
+                    Ok(u64::try_from(r.try_get::<i64, _>(c)?).unwrap_or_default())
+                };
                 Ok(SpendRow {
                     batch_id: r.try_get("batch_id")?,
                     key_id: r.try_get("key_id")?,
@@ -175,7 +195,8 @@ pub(crate) fn decimal(r: &SqliteRow, col: &str) -> Result<Decimal, StoreError> {
 
 fn opt_decimal(r: &SqliteRow, col: &str) -> Result<Option<Decimal>, StoreError> {
     let text: Option<String> = r.try_get(col)?;
-    text.map(|t| Decimal::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))).transpose()
+    text.map(|t| Decimal::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{col}: {e}"))))
+        .transpose()
 }
 
 fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
@@ -192,7 +213,8 @@ fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
         budget_seconds: r.try_get("budget_seconds")?,
         budget_reset_at: r.try_get("budget_reset_at")?,
         spend: decimal(r, "spend")?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: r.try_get("created_at")?,
     })
 }

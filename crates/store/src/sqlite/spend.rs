@@ -58,8 +58,16 @@ pub async fn accrue(
         "UPDATE batches SET cost_input = ?, cost_output = ?, priced_lines = priced_lines + ?, \
          unpriced_lines = unpriced_lines + ? WHERE key = ?",
     )
-    .bind((decimal(&row, "cost_input")? + c.input).normalize().to_string())
-    .bind((decimal(&row, "cost_output")? + c.output).normalize().to_string())
+    .bind(
+        (decimal(&row, "cost_input")? + c.input)
+            .normalize()
+            .to_string(),
+    )
+    .bind(
+        (decimal(&row, "cost_output")? + c.output)
+            .normalize()
+            .to_string(),
+    )
     .bind(c.priced)
     .bind(c.unpriced)
     .bind(batch_key)
@@ -92,12 +100,14 @@ pub async fn accrue(
     .await?;
     for (table, column, id) in [("keys", "key_id", key_id), ("teams", "team_id", team_id)] {
         let Some(id) = id else { continue };
-        let spend: Option<String> = sqlx::query_scalar(&format!("SELECT spend FROM {table} WHERE {column} = ?"))
-            .bind(&id)
-            .fetch_optional(&mut **tx)
-            .await?;
+        let spend: Option<String> =
+            sqlx::query_scalar(&format!("SELECT spend FROM {table} WHERE {column} = ?"))
+                .bind(&id)
+                .fetch_optional(&mut **tx)
+                .await?;
         if let Some(spend) = spend {
-            let spend = Decimal::from_str(&spend).map_err(|e| StoreError::Corrupt(format!("{table}.spend: {e}")))?;
+            let spend = Decimal::from_str(&spend)
+                .map_err(|e| StoreError::Corrupt(format!("{table}.spend: {e}")))?;
             sqlx::query(&format!("UPDATE {table} SET spend = ? WHERE {column} = ?"))
                 .bind((spend + total).normalize().to_string())
                 .bind(&id)
@@ -112,7 +122,9 @@ pub async fn accrue(
 pub fn batch_cost(r: &SqliteRow) -> Result<BatchCost, StoreError> {
     let input = decimal(r, "cost_input")?;
     let output = decimal(r, "cost_output")?;
-    let n = |c: &str| -> Result<u64, StoreError> { Ok(u64::try_from(r.try_get::<i64, _>(c)?).unwrap_or_default()) };
+    let n = |c: &str| -> Result<u64, StoreError> {
+        Ok(u64::try_from(r.try_get::<i64, _>(c)?).unwrap_or_default())
+    };
     Ok(BatchCost {
         currency: "USD".into(),
         total: (input + output).normalize().to_string(),
