@@ -15,7 +15,7 @@ use crate::VllmProvider;
 /// A provider, its gateway and the one deployment it serves.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// use batchgate_core::{BatchApi, CreateBatchRequest, FileApi, FilePurpose, Upload};
 /// use futures::StreamExt;
 ///
