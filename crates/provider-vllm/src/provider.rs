@@ -90,10 +90,10 @@ impl VllmProvider {
         if b.upstream_id.is_some() {
             return Ok(b.upstream_id.clone());
         }
+        // Through the engine: ended batches are answered from its cache.
         Ok(self
-            .gw
-            .store
-            .get_batch(&b.local_key)
+            .engine
+            .find(&b.local_key)
             .await?
             .and_then(|r| r.upstream_id))
     }

@@ -25,7 +25,7 @@ const LINGER: Duration = Duration::from_secs(30);
 /// allows that only with `--insecure-no-auth`).
 #[derive(Clone)]
 pub struct Auth {
-    master_key: Option<String>,
+    master_key: Option<Arc<str>>,
     store: Option<Arc<dyn MetaStore>>,
     cache: Cache<String, Caller>,
 }
@@ -50,7 +50,7 @@ impl Auth {
     /// The master key plus virtual keys from `store`.
     pub fn new(master_key: String, store: Arc<dyn MetaStore>) -> Auth {
         Auth {
-            master_key: Some(master_key),
+            master_key: Some(master_key.into()),
             store: Some(store),
             cache: Cache::builder()
                 .time_to_live(KEY_CACHE_TTL)
@@ -62,7 +62,7 @@ impl Auth {
     /// Only the master key.
     pub fn master_key(key: String) -> Auth {
         Auth {
-            master_key: Some(key),
+            master_key: Some(key.into()),
             store: None,
             cache: Cache::new(1),
         }

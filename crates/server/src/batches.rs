@@ -1,5 +1,7 @@
 //! Batch routes: create, retrieve, cancel, list.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +23,7 @@ pub struct BatchListParams {
 }
 
 pub async fn create(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     ApiJson(req): ApiJson<CreateBatchRequest>,
 ) -> HttpResult<Json<Batch>> {
@@ -41,7 +43,7 @@ pub async fn create(
 /// The batch, with its cost so far also in `x-litellm-response-cost` (as
 /// LiteLLM reports it). Reading a batch never changes spend.
 pub async fn retrieve(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     ApiPath(id): ApiPath,
 ) -> HttpResult<Response> {
@@ -62,7 +64,7 @@ pub async fn retrieve(
 }
 
 pub async fn cancel(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     ApiPath(id): ApiPath,
 ) -> HttpResult<Json<Batch>> {
@@ -74,7 +76,7 @@ pub async fn cancel(
 /// Every batch the caller may see, newest first, whatever route or model
 /// created it.
 pub async fn list(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     headers: HeaderMap,
     ApiQuery(p): ApiQuery<BatchListParams>,

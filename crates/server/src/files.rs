@@ -1,5 +1,7 @@
 //! Files routes other than upload: list, retrieve, content, delete.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -65,7 +67,7 @@ pub fn parse_order(raw: Option<&str>) -> Result<ListOrder, ApiError> {
 }
 
 pub async fn list(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     headers: HeaderMap,
     ApiQuery(p): ApiQuery<FileListParams>,
@@ -96,7 +98,7 @@ pub async fn list(
 }
 
 pub async fn retrieve(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     ApiPath(file_id): ApiPath,
 ) -> HttpResult<Json<FileObject>> {
@@ -106,7 +108,7 @@ pub async fn retrieve(
 }
 
 pub async fn delete(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     ApiPath(file_id): ApiPath,
 ) -> HttpResult<Json<DeletedFile>> {
@@ -116,7 +118,7 @@ pub async fn delete(
 }
 
 pub async fn content(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     ApiPath(file_id): ApiPath,
 ) -> HttpResult<Response> {

@@ -2,6 +2,8 @@
 //! (the store answers), `/health` (each deployment answers, reported as
 //! LiteLLM reports it).
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use axum::extract::State;
@@ -20,7 +22,7 @@ pub async fn liveliness() -> &'static str {
     "I'm alive!"
 }
 
-pub async fn readiness(State(st): State<AppState>) -> Response {
+pub async fn readiness(State(st): State<Arc<AppState>>) -> Response {
     match st.gw.store.ping().await {
         Ok(()) => Json(json!({"status": "healthy", "db": "connected"})).into_response(),
         Err(e) => {
@@ -31,7 +33,7 @@ pub async fn readiness(State(st): State<AppState>) -> Response {
 }
 
 /// Probes every deployment's `GET /health` (vLLM's) concurrently.
-pub async fn deployments(State(st): State<AppState>, Ctx(_): Ctx) -> Json<Value> {
+pub async fn deployments(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> Json<Value> {
     let http = reqwest::Client::new();
     let probes = st.gw.router.deployments().iter().map(|d| probe(&http, d));
     let results = futures::future::join_all(probes).await;

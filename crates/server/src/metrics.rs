@@ -2,6 +2,8 @@
 //! the engine (through the `metrics` facade), batch counts read from the
 //! store at scrape time. `GET /metrics` needs no key, like LiteLLM's.
 
+use std::sync::Arc;
+
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -58,7 +60,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`.
-pub async fn render(State(st): State<AppState>) -> Response {
+pub async fn render(State(st): State<Arc<AppState>>) -> Response {
     match st.gw.store.batch_stats().await {
         Ok(stats) => {
             for s in BatchStatus::ALL {

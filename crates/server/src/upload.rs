@@ -130,7 +130,7 @@ struct Spooled {
 }
 
 pub async fn upload(
-    State(st): State<AppState>,
+    State(st): State<Arc<AppState>>,
     Ctx(ctx): Ctx,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<UploadQuery>,

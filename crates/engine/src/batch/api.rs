@@ -111,14 +111,29 @@ impl Engine {
         Ok(record.batch)
     }
 
+    /// A batch's row by store key. Rows of ended gateway-run batches are
+    /// immutable and served from memory after the first read.
+    pub async fn find(&self, key: &str) -> Result<Option<BatchRecord>, ApiError> {
+        if let Some(rec) = self.shared.ended.get(key).await {
+            return Ok(Some(rec));
+        }
+        let rec = self.shared.gw.store.get_batch(key).await?;
+        if let Some(r) = &rec {
+            if r.batch.status.is_terminal() && r.upstream_id.is_none() {
+                self.shared.ended.insert(key.to_string(), r.clone()).await;
+            }
+        }
+        Ok(rec)
+    }
+
     async fn visible(&self, ctx: &RequestCtx, b: &ObjectRef) -> Result<BatchRecord, ApiError> {
-        let gw = &self.shared.gw;
-        let rec = gw
-            .store
-            .get_batch(&b.local_key)
+        let rec = self
+            .find(&b.local_key)
             .await?
             .ok_or_else(|| ApiError::not_found("batch", &b.public_id))?;
-        gw.check_visible(&rec.owner, &ctx.caller, "batch", &b.public_id)?;
+        self.shared
+            .gw
+            .check_visible(&rec.owner, &ctx.caller, "batch", &b.public_id)?;
         Ok(rec)
     }
 

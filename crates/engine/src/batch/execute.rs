@@ -57,6 +57,13 @@ pub async fn execute(
             "the deployment of this batch is no longer configured",
         ));
     };
+    // Past the window nothing more is sent. Deciding here, before reading
+    // the journal, also settles a restart that crashed between journaling
+    // the `batch_expired` lines and marking the batch expired: it must end
+    // `expired`, not `completed`.
+    if rec.batch.expires_at.is_some_and(|e| shared.gw.now() >= e) {
+        return Ok(Ending::Expired);
+    }
     let finished: HashSet<u64> = shared
         .gw
         .store

@@ -20,6 +20,9 @@ use tokio::sync::Notify;
 use crate::{Gateway, LocalFiles};
 pub use upstream::{success_line, RetryPolicy};
 
+/// Ended batches kept in memory for repeated retrieves.
+const ENDED_CACHE: u64 = 10_000;
+
 /// Runs gateway-side batches. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -49,6 +52,7 @@ impl Engine {
         }
         let shared = shared::Shared {
             prices,
+            ended: moka::future::Cache::new(ENDED_CACHE),
             files: LocalFiles::new(gw.clone()),
             limits: limits::Limits::new(&gw.router),
             gw,

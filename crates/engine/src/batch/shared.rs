@@ -29,6 +29,9 @@ pub struct Shared {
     pub wake: Notify,
     /// Prices by deployment id.
     pub prices: HashMap<String, Prices>,
+    /// Batches that have ended never change again: clients that keep
+    /// polling them are answered from memory.
+    pub ended: moka::future::Cache<String, BatchRecord>,
 }
 
 impl Shared {
