@@ -212,3 +212,55 @@ async fn batch_of_a_removed_deployment_pauses_and_resumes_when_it_returns() {
     assert_every_id_once(&out, &err, n as usize);
     assert!(mock.stats().by_body.values().all(|c| *c <= 2));
 }
+
+/// A gateway that was down past a batch's completion window ends the batch
+/// `expired` when it comes back — never `completed` — with every line once.
+#[tokio::test]
+async fn a_batch_resumed_after_its_window_ends_expired() {
+    let mock = MockVllm::start(MockConfig {
+        latency: Duration::from_millis(200),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let entry = model_entry(
+        MODEL,
+        DEFAULT_MODEL,
+        &mock.base_url(),
+        &[("max_parallel_requests", "1")],
+    );
+    let extra = "batch_settings:\n  lease_seconds: 3600\n  completion_windows: [\"24h\", \"3s\"]\n  cancel_grace_seconds: 1\n";
+    let mut gw = Gateway::start(&config_of_entries(&[entry], extra))
+        .await
+        .unwrap();
+    let n = 40;
+    let file = gw
+        .upload(MODEL, "slow.jsonl", chat_lines(MODEL, n))
+        .await
+        .unwrap();
+    let batch = gw
+        .create_batch(file["id"].as_str().unwrap(), CHAT, "3s")
+        .await
+        .unwrap();
+    let id = batch["id"].as_str().unwrap().to_string();
+    // Let a few lines finish, then die well before the window closes.
+    let running = gw
+        .wait_batch_until(&id, WAIT, |b| {
+            b["request_counts"]["completed"].as_u64().unwrap_or(0) >= 2
+        })
+        .await
+        .unwrap();
+    assert_eq!(running["status"], "in_progress");
+    gw.kill().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let calls_while_down = mock.stats().requests;
+    gw.restart().await.unwrap();
+    let done = gw.wait_batch(&id, WAIT).await.unwrap();
+    assert_eq!(done["status"], "expired", "{done}");
+    assert!(done["expired_at"].as_i64().is_some());
+    let (out, err) = gw.results(&done).await.unwrap();
+    assert_every_id_once(&out, &err, n);
+    assert!(err.iter().all(|l| l["error"]["code"] == "batch_expired"));
+    // Nothing was sent after the restart: the window had passed.
+    assert_eq!(mock.stats().requests, calls_while_down);
+}
