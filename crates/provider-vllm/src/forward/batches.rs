@@ -129,15 +129,8 @@ impl Forwarder {
         b: &ObjectRef,
         upstream_id: &str,
     ) -> Result<Batch, ApiError> {
-        let row = self.visible_batch(ctx, b).await?;
-        let req = self.request(
-            reqwest::Method::GET,
-            &b.deployment,
-            &format!("/batches/{upstream_id}"),
-            ctx,
-        );
-        let body = self.json(req, "batch", &b.public_id).await?;
-        self.adopt_batch(ctx, &b.deployment, body, row.owner).await
+        let path = format!("/batches/{upstream_id}");
+        self.batch_call(ctx, b, reqwest::Method::GET, &path).await
     }
 
     pub async fn cancel_batch(
@@ -146,13 +139,21 @@ impl Forwarder {
         b: &ObjectRef,
         upstream_id: &str,
     ) -> Result<Batch, ApiError> {
+        let path = format!("/batches/{upstream_id}/cancel");
+        self.batch_call(ctx, b, reqwest::Method::POST, &path).await
+    }
+
+    /// A call on one visible batch whose answer is that batch, re-adopted
+    /// under its owner.
+    async fn batch_call(
+        &self,
+        ctx: &RequestCtx,
+        b: &ObjectRef,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<Batch, ApiError> {
         let row = self.visible_batch(ctx, b).await?;
-        let req = self.request(
-            reqwest::Method::POST,
-            &b.deployment,
-            &format!("/batches/{upstream_id}/cancel"),
-            ctx,
-        );
+        let req = self.request(method, &b.deployment, path, ctx);
         let body = self.json(req, "batch", &b.public_id).await?;
         self.adopt_batch(ctx, &b.deployment, body, row.owner).await
     }
