@@ -38,7 +38,10 @@ impl FileStore for SqliteStore {
         let cursor: Option<i64> = match after {
             None => None,
             Some(key) => {
-                let seq = sqlx::query_scalar("SELECT seq FROM files WHERE key = ?")
+                // A deleted cursor still marks a place (see the tombstones).
+                let seq = sqlx::query_scalar(
+                    "SELECT seq FROM files WHERE key = ?1 UNION ALL SELECT seq FROM file_tombstones WHERE key = ?1",
+                )
                     .bind(key)
                     .fetch_optional(self.pool())
                     .await?;
@@ -271,6 +274,15 @@ mod tests {
             Some("k1".into())
         );
         assert!(store.get_file("k1", 0).await.unwrap().is_none());
+
+        // Paging past a cursor that was deleted in the meantime goes on.
+        store.delete_file("k2").await.unwrap();
+        let after_deleted = store
+            .list_files(&filter, Some("k2"), 10, ListOrder::Desc)
+            .await
+            .unwrap();
+        let keys: Vec<_> = after_deleted.items.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["k0"]);
     }
 
     #[tokio::test]
