@@ -3,55 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
-use batchgate_tests::{
-    assert_error_envelope, chat_lines, config, config_of_entries, model_entry, Gateway, MockConfig,
-    MockHandle, MockVllm, MASTER_KEY,
-};
+use batchgate_tests::one_model::{chat_batch, gateway, id, mock, CHAT, MODEL, WAIT};
+use batchgate_tests::{assert_error_envelope, chat_lines, config, Gateway, MASTER_KEY};
 use serde_json::{json, Value};
-
-const MODEL: &str = "my-vllm-model";
-const CHAT: &str = "/v1/chat/completions";
-const WAIT: Duration = Duration::from_secs(120);
-
-async fn mock(latency_ms: u64) -> MockHandle {
-    MockVllm::start(MockConfig {
-        latency: Duration::from_millis(latency_ms),
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap()
-}
-
-/// A gateway with one deployment of `MODEL` on `mock`, with extra
-/// `litellm_params` and extra YAML.
-async fn gateway(mock: &MockHandle, params: &[(&str, &str)], extra: &str) -> Gateway {
-    let entry = model_entry(
-        MODEL,
-        batchgate_mock_vllm::DEFAULT_MODEL,
-        &mock.base_url(),
-        params,
-    );
-    Gateway::start(&config_of_entries(&[entry], extra))
-        .await
-        .unwrap()
-}
-
-/// Uploads `n` chat lines and creates a batch over them.
-async fn chat_batch(gw: &Gateway, n: usize, window: &str) -> Value {
-    let file = gw
-        .upload(MODEL, "in.jsonl", chat_lines(MODEL, n))
-        .await
-        .unwrap();
-    gw.create_batch(file["id"].as_str().unwrap(), CHAT, window)
-        .await
-        .unwrap()
-}
-
-fn id(v: &Value) -> &str {
-    v["id"].as_str().unwrap()
-}
 
 #[tokio::test]
 async fn create_rejects_bad_endpoint_window_and_metadata() {
