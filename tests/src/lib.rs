@@ -83,23 +83,62 @@ pub struct Gateway {
     pub base: String,
     port: u16,
     dir: tempfile::TempDir,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
     pub http: reqwest::Client,
+}
+
+/// The `batchgate` command for a test directory holding `config.yaml`.
+fn gateway_command(dir: &Path, port: u16, args: &[String], envs: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(binary("batchgate"));
+    cmd.arg("--config")
+        .arg(dir.join("config.yaml"))
+        .args(["--port", &port.to_string(), "--data-dir"])
+        .arg(dir.join("data"))
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn owned_args(args: &[&str], envs: &[(&str, &str)]) -> (Vec<String>, Vec<(String, String)>) {
+    (
+        args.iter().map(|a| a.to_string()).collect(),
+        envs.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 impl Gateway {
     /// Writes `config_yaml` and starts the binary on a free port.
     pub async fn start(config_yaml: &str) -> Result<Gateway> {
+        Self::start_with(config_yaml, &[], &[]).await
+    }
+
+    /// Like [`Gateway::start`], with extra command-line `args` and environment
+    /// variables `envs` for the process ([`Gateway::restart`] repeats them).
+    pub async fn start_with(
+        config_yaml: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Result<Gateway> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
         let port = free_port()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
+        let (args, envs) = owned_args(args, envs);
         let mut gw = Gateway {
             child: None,
             base: format!("http://127.0.0.1:{port}"),
             port,
             dir,
+            args,
+            envs,
             http,
         };
         gw.spawn().await?;
@@ -112,15 +151,8 @@ impl Gateway {
     }
 
     async fn spawn(&mut self) -> Result<()> {
-        let mut child = Command::new(binary("batchgate"))
-            .arg("--config")
-            .arg(self.dir.path().join("config.yaml"))
-            .args(["--port", &self.port.to_string(), "--data-dir"])
-            .arg(self.data_dir())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
+        let mut child = gateway_command(self.dir.path(), self.port, &self.args, &self.envs)
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
             .spawn()
             .context("spawn batchgate")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
@@ -343,58 +375,6 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-impl Gateway {
-    /// Like [`Gateway::start`], with extra command-line `args` and environment
-    /// variables `envs` for the process. [`Gateway::restart`] does not repeat
-    /// them.
-    pub async fn start_with(
-        config_yaml: &str,
-        args: &[&str],
-        envs: &[(&str, &str)],
-    ) -> Result<Gateway> {
-        let dir = tempfile::tempdir()?;
-        std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
-        let port = free_port()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()?;
-        let base = format!("http://127.0.0.1:{port}");
-        let mut child = Command::new(binary("batchgate"))
-            .arg("--config")
-            .arg(dir.path().join("config.yaml"))
-            .args(["--port", &port.to_string(), "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(args)
-            .envs(envs.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawn batchgate")?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await? {
-                if line.contains("listening on") {
-                    return Ok::<_, anyhow::Error>(());
-                }
-            }
-            bail!("batchgate exited before listening")
-        })
-        .await
-        .map_err(|_| anyhow!("batchgate did not start in time"))??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Gateway {
-            child: Some(child),
-            base,
-            port,
-            dir,
-            http,
-        })
-    }
-}
-
 /// Runs the binary with `config_yaml`, `args` and `envs`, expecting it to
 /// exit without serving; returns its exit status and stderr. Fails if it
 /// starts listening instead.
@@ -406,17 +386,9 @@ pub async fn run_until_exit(
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
     let port = free_port()?;
-    let child = Command::new(binary("batchgate"))
-        .arg("--config")
-        .arg(dir.path().join("config.yaml"))
-        .args(["--port", &port.to_string(), "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(args)
-        .envs(envs.iter().copied())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
+    let (args, envs) = owned_args(args, envs);
+    let child = gateway_command(dir.path(), port, &args, &envs)
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .context("spawn batchgate")?;
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
