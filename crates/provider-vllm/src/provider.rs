@@ -190,10 +190,16 @@ impl BatchApi for VllmProvider {
         }
     }
 
+    /// Clients poll this: one read of the row decides between the engine's
+    /// answer and forwarding.
     async fn retrieve_batch(&self, ctx: &RequestCtx, b: &ObjectRef) -> Result<Batch, ApiError> {
-        match self.upstream_batch(b).await? {
+        if let Some(up) = &b.upstream_id {
+            return self.forward.retrieve_batch(ctx, b, up).await;
+        }
+        let rec = self.engine.visible(ctx, b).await?;
+        match rec.upstream_id {
             Some(up) => self.forward.retrieve_batch(ctx, b, &up).await,
-            None => self.engine.retrieve(ctx, b).await,
+            None => Ok(rec.batch),
         }
     }
 

@@ -126,7 +126,8 @@ impl Engine {
         Ok(rec)
     }
 
-    async fn visible(&self, ctx: &RequestCtx, b: &ObjectRef) -> Result<BatchRecord, ApiError> {
+    /// A batch's row if the caller may see it, else "not found".
+    pub async fn visible(&self, ctx: &RequestCtx, b: &ObjectRef) -> Result<BatchRecord, ApiError> {
         let rec = self
             .find(&b.local_key)
             .await?
