@@ -16,4 +16,4 @@ pub use clock::{system_clock, Clock};
 pub use files::LocalFiles;
 pub use gateway::Gateway;
 pub use lines::{LineReader, RawLine};
-pub use validate::{validate_stream, Outcome, Rules, ValidLine, Validator};
+pub use validate::{is_blank, validate_stream, Checked, Outcome, Rules, ValidLine, Validator};

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 
 use batchgate_core::{BatchError, ByteStream};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::lines::{LineReader, RawLine};
@@ -95,6 +95,27 @@ pub struct Validator {
     reported_too_many_tasks: bool,
     errors: Vec<BatchError>,
     total_errors: u64,
+    /// The first error of the line being checked.
+    line_error: Option<BatchError>,
+}
+
+/// The verdict on one line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checked {
+    /// Empty or whitespace only: not a request, no result.
+    Blank,
+    Valid(ValidLine),
+    /// A request that cannot be sent, with the first thing wrong with it
+    /// (and its `custom_id`, when it has a usable one).
+    Invalid {
+        custom_id: Option<String>,
+        error: BatchError,
+    },
+}
+
+/// Whether a line is blank: not a request at all.
+pub fn is_blank(line: &RawLine) -> bool {
+    !line.too_long && line.bytes.iter().all(u8::is_ascii_whitespace)
 }
 
 impl Validator {
@@ -113,6 +134,7 @@ impl Validator {
             reported_too_many_tasks: false,
             errors: Vec::new(),
             total_errors: 0,
+            line_error: None,
         }
     }
 
@@ -120,17 +142,29 @@ impl Validator {
     /// are recorded for [`Validator::finish`]; blank lines give `None` and
     /// no error.
     pub fn check(&mut self, line: &RawLine) -> Option<ValidLine> {
+        match self.check_line(line) {
+            Checked::Valid(valid) => Some(valid),
+            Checked::Blank | Checked::Invalid { .. } => None,
+        }
+    }
+
+    /// [`Validator::check`] that also says why a line was refused: the
+    /// executor turns such a line into an error-file line instead of
+    /// dropping it, so every request of an input ends up in exactly one
+    /// result file.
+    pub fn check_line(&mut self, line: &RawLine) -> Checked {
         self.inspect(line, true)
     }
 
     /// [`Validator::check`]; with `keep_body` false the body is only looked
     /// at, never built, and no line is returned (a pure validation pass runs
     /// about twice as fast that way).
-    fn inspect(&mut self, line: &RawLine, keep_body: bool) -> Option<ValidLine> {
+    fn inspect(&mut self, line: &RawLine, keep_body: bool) -> Checked {
         let n = line.number;
-        if !line.too_long && line.bytes.iter().all(u8::is_ascii_whitespace) {
-            return None;
+        if is_blank(line) {
+            return Checked::Blank;
         }
+        self.line_error = None;
         self.requests += 1;
         if self.requests > self.rules.max_lines && !self.reported_too_many_tasks {
             self.reported_too_many_tasks = true;
@@ -140,14 +174,16 @@ impl Validator {
                 self.rules.max_lines
             );
             self.error(n, "too_many_tasks", None, msg);
-            return None;
+            return self.refused(None);
         }
         if line.too_long {
             let msg = "This line is longer than the per-line size limit.";
             self.error(n, "line_too_long", None, msg);
-            return None;
+            return self.refused(None);
         }
-        let text = self.utf8(line)?;
+        let Some(text) = self.utf8(line) else {
+            return self.refused(None);
+        };
         let mut de = serde_json::Deserializer::from_str(text);
         let parsed = FieldSeed::line(keep_body).deserialize(&mut de);
         let obj = match parsed.and_then(|line| de.end().map(|()| line)) {
@@ -156,7 +192,7 @@ impl Validator {
                 let found = describe_kind(&other);
                 let msg = format!("This line must be a JSON object, found {found}.");
                 self.error(n, "invalid_json_line", None, msg);
-                return None;
+                return self.refused(None);
             }
             Err(e) => {
                 let text = e.to_string();
@@ -164,7 +200,7 @@ impl Validator {
                 let col = e.column();
                 let msg = format!("This line is not valid JSON: {reason} at column {col}.");
                 self.error(n, "invalid_json_line", None, msg);
-                return None;
+                return self.refused(None);
             }
         };
         let [custom_id, method, url, body] = obj.fields;
@@ -224,13 +260,28 @@ impl Validator {
             }
         };
         match (custom_id, body) {
-            (Some(custom_id), Some(body)) if self.total_errors == before => Some(ValidLine {
-                number: n,
-                custom_id: custom_id.into_owned(),
-                body,
-            }),
-            _ => None,
+            (Some(custom_id), Some(body)) if self.total_errors == before => {
+                Checked::Valid(ValidLine {
+                    number: n,
+                    custom_id: custom_id.into_owned(),
+                    body,
+                })
+            }
+            // Inspect-only: valid, but nothing was built to return.
+            (Some(_), None) if !keep_body && self.total_errors == before => Checked::Blank,
+            (custom_id, _) => self.refused(custom_id.map(Cow::into_owned)),
         }
+    }
+
+    /// The verdict on a line that had an error (the first one it had).
+    fn refused(&mut self, custom_id: Option<String>) -> Checked {
+        let error = self.line_error.take().unwrap_or_else(|| BatchError {
+            code: "invalid_request".into(),
+            message: "This line is not a valid request.".into(),
+            param: None,
+            line: None,
+        });
+        Checked::Invalid { custom_id, error }
     }
 
     /// The verdict, given the total size of the input in bytes.
@@ -337,13 +388,21 @@ impl Validator {
 
     fn error(&mut self, line: u64, code: &str, param: Option<&str>, message: impl Display) {
         self.total_errors += 1;
-        if self.errors.len() < self.rules.max_reported_errors {
-            self.errors.push(BatchError {
-                code: code.to_string(),
-                message: format!("Line {line}: {message}"),
-                param: param.map(str::to_string),
-                line: Some(line),
-            });
+        let wanted = self.errors.len() < self.rules.max_reported_errors;
+        if !wanted && self.line_error.is_some() {
+            return;
+        }
+        let error = BatchError {
+            code: code.to_string(),
+            message: format!("Line {line}: {message}"),
+            param: param.map(str::to_string),
+            line: Some(line),
+        };
+        if self.line_error.is_none() {
+            self.line_error = Some(error.clone());
+        }
+        if wanted {
+            self.errors.push(error);
         }
     }
 }
@@ -511,12 +570,12 @@ impl<'de> Visitor<'de> for FieldSeed {
         Ok(Field::Kind("null"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Strict>()?.is_some() {}
         Ok(Field::Kind("an array"))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
         if self.pick.is_empty() {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            while map.next_entry::<Strict, Strict>()?.is_some() {}
             return Ok(Field::Kind("an object"));
         }
         let mut obj = Obj::default();
@@ -535,7 +594,7 @@ impl<'de> Visitor<'de> for FieldSeed {
                 })?,
                 Some(_) => map.next_value_seed(Self::SCALAR)?,
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Strict>()?;
                     if is_forbidden(&key) {
                         obj.forbidden.push(key);
                     }
@@ -547,5 +606,57 @@ impl<'de> Visitor<'de> for FieldSeed {
             }
         }
         Ok(Field::Obj(Box::new(obj)))
+    }
+}
+
+/// A value checked and dropped. Unlike serde's `IgnoredAny`, which only
+/// skims (it lets `1e400`, lone surrogate escapes and nesting past the
+/// recursion limit through), this goes through `deserialize_any` like
+/// building a [`Value`] does, so the inspect-only pass accepts exactly what
+/// the executor can parse and send: a line that validation passes never
+/// turns out unsendable later.
+struct Strict;
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        while map.next_entry::<Strict, Strict>()?.is_some() {}
+        Ok(Strict)
     }
 }

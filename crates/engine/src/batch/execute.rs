@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::shared::{Shared, MAX_LINE_BYTES};
 use super::upstream::run_line;
-use crate::{LineReader, Rules, Validator};
+use crate::{Checked, LineReader, Rules, Validator};
 use batchgate_config::BudgetPolicy;
 
 /// Why the phase ended.
@@ -123,12 +123,20 @@ pub async fn execute(
                 break Ending::Stopped;
             }
         };
-        let Some(valid) = parser.check(&line) else {
-            continue;
+        let valid = match parser.check_line(&line) {
+            Checked::Valid(valid) if !finished.contains(&valid.number) => valid,
+            Checked::Invalid { custom_id, error } if !finished.contains(&line.number) => {
+                // Validation passed the file, so this should not happen;
+                // if it does, the line still gets its result.
+                tracing::warn!(batch = %rec.batch.id, line = line.number, code = %error.code, "a validated line cannot be sent");
+                let result = unsendable_line(line.number, custom_id, &error);
+                if tx.send(result).await.is_err() {
+                    break Ending::Stopped;
+                }
+                continue;
+            }
+            _ => continue,
         };
-        if finished.contains(&valid.number) {
-            continue;
-        }
         let slot = tokio::select! {
             biased;
             _ = ctl.changed() => break (*ctl.borrow()).unwrap_or(Ending::Stopped),
@@ -319,5 +327,24 @@ fn count_committed(model: &str, results: &[LineResult]) {
                 .unwrap_or(0.0);
             metrics::gauge!("batchgate_spend_usd", "model" => model.to_string()).increment(spend);
         }
+    }
+}
+
+/// The error-file line of a request the gateway cannot send (it does not
+/// parse as one): it fails on its own rather than vanish from the results.
+pub fn unsendable_line(
+    line_no: u64,
+    custom_id: Option<String>,
+    error: &batchgate_core::BatchError,
+) -> LineResult {
+    let v = serde_json::json!({"id": batchgate_ids::batch_request_id(), "custom_id": custom_id,
+        "response": null, "error": {"code": error.code, "message": error.message}});
+    LineResult {
+        line_no,
+        custom_id: custom_id.unwrap_or_default(),
+        ok: false,
+        line: v.to_string(),
+        usage: None,
+        charge: None,
     }
 }

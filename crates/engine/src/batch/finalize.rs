@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use batchgate_core::{ApiError, BatchStatus, ByteStream, Deployment};
+use batchgate_core::{ApiError, BatchError, BatchErrors, BatchStatus, ByteStream, Deployment};
 use batchgate_store::{BatchRecord, FileRecord, LineResult, MetaStore, Transition};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::execute::unsendable_line;
 use super::shared::{Shared, MAX_LINE_BYTES};
-use crate::LineReader;
+use crate::{is_blank, LineReader};
 
 const PAGE: u32 = 1000;
 
@@ -23,9 +24,29 @@ pub async fn finalize(
     to: BatchStatus,
 ) -> Result<(), ApiError> {
     let store = &shared.gw.store;
-    let Some(rec) = store.get_batch(&rec.key).await? else {
+    let Some(mut rec) = store.get_batch(&rec.key).await? else {
         return Ok(());
     };
+    let mut to = to;
+    let mut t_errors = None;
+    if to == BatchStatus::Completed && !adds_up(&rec) {
+        rec = settle(shared, rec).await?;
+        if !adds_up(&rec) {
+            let c = rec.batch.request_counts;
+            tracing::error!(batch = %rec.batch.id, total = c.total, completed = c.completed, failed = c.failed, "batch counts do not add up");
+            to = BatchStatus::Failed;
+            t_errors = Some(BatchErrors::new(vec![BatchError {
+                code: "line_count_mismatch".into(),
+                message: format!(
+                    "The input has {} requests but {} have results; the batch is not reported completed.",
+                    c.total,
+                    c.completed + c.failed
+                ),
+                param: None,
+                line: None,
+            }]));
+        }
+    }
     let now = shared.gw.now();
     let expires_at = rec
         .output_expires_seconds
@@ -46,7 +67,10 @@ pub async fn finalize(
     if counts.failed > 0 {
         error = Some(write(shared, &rec, &deployment, false, expires_at).await?);
     }
-    let t = Transition::new(from, to, now);
+    let mut t = Transition::new(from, to, now);
+    if let Some(errors) = t_errors {
+        t = t.with_errors(errors);
+    }
     let done = store
         .finalize_batch(&rec.key, &t, output.as_ref(), error.as_ref())
         .await?;
@@ -130,10 +154,11 @@ pub async fn fill_unfinished(
             ApiError::internal("could not read the input file")
         })?;
         let Some(line) = line else { break };
-        let Some(custom_id) = custom_id_of(&line.bytes) else {
+        if is_blank(&line) {
             continue;
-        };
+        }
         if !finished.contains(&line.number) {
+            let custom_id = custom_id_of(&line.bytes).unwrap_or_default();
             buf.push(make(line.number, &custom_id));
         }
         if buf.len() >= PAGE as usize {
@@ -148,7 +173,7 @@ pub async fn fill_unfinished(
 }
 
 /// The `custom_id` of an input line (the input was validated, so every
-/// non-blank line has one).
+/// non-blank line should have one; a line without still gets its result).
 fn custom_id_of(line: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Head {
@@ -157,4 +182,28 @@ fn custom_id_of(line: &[u8]) -> Option<String> {
     serde_json::from_slice::<Head>(line)
         .ok()
         .map(|h| h.custom_id)
+}
+
+/// Whether every request of the input has exactly one result.
+fn adds_up(rec: &BatchRecord) -> bool {
+    let c = rec.batch.request_counts;
+    c.completed.checked_add(c.failed) == Some(c.total)
+}
+
+/// Gives every request still without a result an error-file line, so a
+/// batch that ran to its end accounts for every line; returns the row
+/// re-read.
+async fn settle(shared: &Shared, rec: BatchRecord) -> Result<BatchRecord, ApiError> {
+    tracing::warn!(batch = %rec.batch.id, "lines without a result at the end of the batch; failing them");
+    let error = BatchError {
+        code: "request_not_executed".into(),
+        message: "The gateway did not execute this request; submit it again.".into(),
+        param: None,
+        line: None,
+    };
+    fill_unfinished(shared, &rec, |n, id| {
+        unsendable_line(n, Some(id.to_string()), &error)
+    })
+    .await?;
+    Ok(shared.gw.store.get_batch(&rec.key).await?.unwrap_or(rec))
 }
