@@ -68,8 +68,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(models = ?state.gw.router.model_names(), "batchgate listening on http://{addr}");
     println!("batchgate listening on http://{addr}");
+    // The engine stops with the HTTP side: on SIGTERM/SIGINT it sends no
+    // new line and lets in-flight upstream calls finish and be journaled,
+    // so a graceful stop re-sends nothing after the restart.
+    let engine = state.batches.clone();
+    let engine_stopped = tokio::spawn(async move {
+        stop_signal().await;
+        engine.shutdown().await;
+    });
     batchgate_server::serve(listener, state, auth).await?;
+    if let Err(e) = engine_stopped.await {
+        tracing::warn!(error = %e, "batch engine shutdown failed");
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// This process's name in batch leases: stable for one data directory, so a

@@ -52,6 +52,10 @@ pub struct BatchSettings {
     pub max_backoff_ms: u64,
     /// Seconds in-flight lines may still finish after a cancel.
     pub cancel_grace_seconds: u64,
+    /// Seconds a graceful stop (SIGTERM) waits for in-flight upstream
+    /// calls to finish and be journaled before it gives up on them (they
+    /// are then sent again after the restart).
+    pub shutdown_grace_seconds: u64,
     /// Accepted `completion_window` values (`"24h"`, or e.g. `"1h"`, `"30s"`).
     pub completion_windows: Vec<String>,
     /// Validation errors reported in `errors.data` at most.
@@ -89,6 +93,7 @@ impl Default for BatchSettings {
             initial_backoff_ms: 500,
             max_backoff_ms: 30_000,
             cancel_grace_seconds: 30,
+            shutdown_grace_seconds: 30,
             completion_windows: vec!["24h".to_string()],
             max_reported_errors: 1000,
             lease_seconds: 30,

@@ -8,7 +8,7 @@ use batchgate_core::{
     ListQuery, ObjectRef, RequestCtx, Upload,
 };
 use batchgate_ids::Kind;
-use batchgate_store::{FileFilter, FileRecord, Owner, PutOutcome};
+use batchgate_store::{Deleted, FileFilter, FileRecord, Owner, PutOutcome};
 
 use crate::Gateway;
 
@@ -243,18 +243,33 @@ impl FileApi for LocalFiles {
         ctx: &RequestCtx,
         file: &ObjectRef,
     ) -> Result<DeletedFile, ApiError> {
-        self.record(ctx, file).await?;
-        if self.gw.store.file_in_use(&file.local_key).await? {
-            return Err(ApiError::conflict(
+        let record = self.record(ctx, file).await?;
+        let in_use = || {
+            ApiError::conflict(
                 "This file is the input of a batch that has not ended; cancel the batch or wait for it to end.",
-            ));
-        }
-        let row = self
-            .gw
-            .store
-            .delete_file(&file.local_key)
-            .await?
-            .ok_or_else(|| ApiError::not_found("file", &file.public_id))?;
+            )
+        };
+        let row = match self.gw.store.delete_file(&file.local_key).await {
+            Ok(deleted) => deleted,
+            // Deleting is how an operator frees space: on a full disk the
+            // bytes go first (they are most of the space), then the row.
+            Err(e) if e.is_storage_full() => {
+                if self.gw.store.file_in_use(&file.local_key).await? {
+                    return Err(in_use());
+                }
+                tracing::warn!(file = %file.public_id, "storage full: removing the file's bytes before its row");
+                if let Some(path) = &record.blob_path {
+                    self.gw.blobs.delete(path).await?;
+                }
+                self.gw.store.delete_file(&file.local_key).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let row = match row {
+            Deleted::Removed(row) => row,
+            Deleted::InUse => return Err(in_use()),
+            Deleted::Missing => return Err(ApiError::not_found("file", &file.public_id)),
+        };
         if let Some(path) = row.blob_path {
             if let Err(e) = self.gw.blobs.delete(&path).await {
                 tracing::warn!(error = %e, path, "file row deleted but its bytes remain");

@@ -17,11 +17,55 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A fenced write whose lease no longer holds the batch.
+    #[error("lease lost: another runner holds the batch now")]
+    LeaseLost,
+}
+
+impl StoreError {
+    /// Whether the failure is the disk (or database) being full, looked
+    /// for through the whole error chain: SQLite's `SQLITE_FULL`, or an
+    /// I/O error `ENOSPC` / `EDQUOT` under any wrapper.
+    pub fn is_storage_full(&self) -> bool {
+        if let StoreError::Database(sqlx::Error::Database(db)) = self {
+            // SQLITE_FULL and its extended codes; Postgres' disk_full.
+            let code = db.code();
+            if matches!(code.as_deref(), Some("13" | "53100")) {
+                return true;
+            }
+        }
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if is_full_io(io) {
+                    return true;
+                }
+            }
+            cur = e.source();
+        }
+        false
+    }
+}
+
+/// `ENOSPC` (28) or `EDQUOT` (122 on Linux).
+pub fn is_full_io(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         tracing::error!(error = %err, "store failure");
+        if err.is_storage_full() {
+            return ApiError::new(
+                507,
+                "server_error",
+                "The gateway's storage is full. Free space (for example, delete files you no \
+                 longer need) and retry.",
+            )
+            .with_code("storage_full");
+        }
         match err {
             StoreError::Database(sqlx::Error::PoolTimedOut) => {
                 ApiError::unavailable("The store is busy; retry shortly.")

@@ -14,8 +14,9 @@ mod sqlite;
 pub use blob::{Blobs, PutOutcome};
 pub use error::StoreError;
 pub use keys::{utc_day, KeyRecord, KeyStore, SpendFilter, SpendRow, SpendStore, TeamRecord};
-pub use meta::{BatchStats, BatchStore, FileStore, MetaStore, Page};
+pub use meta::{BatchStats, BatchStore, Deleted, FileStore, MetaStore, Page};
 pub use records::{
-    BatchRecord, FileFilter, FileRecord, LineCharge, LineResult, LineUsage, Owner, Transition,
+    BatchRecord, FileFilter, FileRecord, Lease, LineCharge, LineResult, LineUsage, Owner,
+    Transition,
 };
 pub use sqlite::SqliteStore;

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use batchgate_core::ListOrder;
 
-use crate::{BatchRecord, FileFilter, FileRecord, LineResult, StoreError, Transition};
+use crate::{BatchRecord, FileFilter, FileRecord, Lease, LineResult, StoreError, Transition};
 use batchgate_core::Caller;
 
 /// Scrape-time numbers about batches.
@@ -51,8 +51,12 @@ pub trait FileStore: Send + Sync {
         order: ListOrder,
     ) -> Result<Page<FileRecord>, StoreError>;
 
-    /// Removes a row and returns it (so its blob can be removed too).
-    async fn delete_file(&self, key: &str) -> Result<Option<FileRecord>, StoreError>;
+    /// Removes a row and returns it (so its blob can be removed too) —
+    /// unless a batch that has not ended reads it: checked in the same
+    /// atomic step, so a delete racing a batch create either wins (the
+    /// create then finds no file) or loses (the file stays until the batch
+    /// ends), never leaving a batch without its input.
+    async fn delete_file(&self, key: &str) -> Result<Deleted, StoreError>;
 
     /// Removes up to `limit` rows that expired at or before `now` and
     /// returns them — except inputs of batches that have not ended, which
@@ -61,11 +65,22 @@ pub trait FileStore: Send + Sync {
         -> Result<Vec<FileRecord>, StoreError>;
 }
 
+/// What [`FileStore::delete_file`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deleted {
+    Removed(FileRecord),
+    /// A batch that has not ended reads the file; nothing was changed.
+    InUse,
+    Missing,
+}
+
 /// Batch metadata and the per-line journal.
 #[async_trait]
 pub trait BatchStore: Send + Sync {
-    /// Commits a new batch row.
-    async fn insert_batch(&self, batch: &BatchRecord) -> Result<(), StoreError>;
+    /// Commits a new batch row if its input file (`input_key`) still
+    /// exists, atomically with that check; `false` (nothing written) if it
+    /// is gone.
+    async fn insert_batch(&self, batch: &BatchRecord) -> Result<bool, StoreError>;
 
     async fn get_batch(&self, key: &str) -> Result<Option<BatchRecord>, StoreError>;
 
@@ -90,21 +105,26 @@ pub trait BatchStore: Send + Sync {
     async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError>;
 
     /// Leases one unfinished gateway-run batch whose lease is free or
-    /// expired to `owner` until `until`. On Postgres this is
-    /// `FOR UPDATE SKIP LOCKED`; the contract is the same.
+    /// expired to `owner` until `until`, with a new epoch. The claim is
+    /// returned only once it is durable: a write that did not commit is
+    /// an error, never a claim. On Postgres this is `FOR UPDATE SKIP
+    /// LOCKED`; the contract is the same.
     async fn claim_batch(
         &self,
         owner: &str,
         now: i64,
         until: i64,
-    ) -> Result<Option<BatchRecord>, StoreError>;
+    ) -> Result<Option<(BatchRecord, Lease)>, StoreError>;
 
-    /// Extends a held lease; `false` if `owner` no longer holds it.
-    async fn renew_lease(&self, key: &str, owner: &str, until: i64) -> Result<bool, StoreError>;
+    /// Extends a held lease; `false` if it no longer holds the batch.
+    async fn renew_lease(&self, lease: &Lease, until: i64) -> Result<bool, StoreError>;
 
-    /// Gives up every lease `owner` holds (at start-up after a crash, and
-    /// when a runner ends).
-    async fn release_leases(&self, owner: &str, key: Option<&str>) -> Result<(), StoreError>;
+    /// Gives a lease up (its runner ended); a lease no longer held is left
+    /// alone.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Gives up every lease `owner` holds (at start-up after a crash).
+    async fn release_leases(&self, owner: &str) -> Result<(), StoreError>;
 
     /// Applies `t` if the batch is in one of `t.from`; returns the row after
     /// the change, or `None` if the condition did not hold.
@@ -114,10 +134,12 @@ pub trait BatchStore: Send + Sync {
         t: &Transition,
     ) -> Result<Option<BatchRecord>, StoreError>;
 
-    /// Journals finished lines in one transaction. A line already journaled
-    /// is left as it is and not counted again, so counts and usage move
-    /// exactly once per line.
-    async fn record_results(&self, key: &str, results: &[LineResult]) -> Result<(), StoreError>;
+    /// Journals finished lines in one transaction, fenced by `lease`
+    /// ([`StoreError::LeaseLost`] and nothing written if it no longer holds
+    /// the batch). A line already journaled is left as it is and not counted
+    /// again, so counts and usage move exactly once per line.
+    async fn record_results(&self, lease: &Lease, results: &[LineResult])
+        -> Result<(), StoreError>;
 
     /// Line numbers already journaled.
     async fn finished_lines(&self, key: &str) -> Result<Vec<u64>, StoreError>;

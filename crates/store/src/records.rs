@@ -116,6 +116,21 @@ pub struct Transition {
     /// Sets `request_counts.total`.
     pub total: Option<u64>,
     pub errors: Option<batchgate_core::BatchErrors>,
+    /// When set, the change is made only while this lease still holds the
+    /// batch (a runner's own moves); otherwise it fails with
+    /// [`StoreError::LeaseLost`](crate::StoreError::LeaseLost).
+    pub lease: Option<Lease>,
+}
+
+/// A batch held by one runner: the fencing token its writes carry. `epoch`
+/// grows with every claim, so a runner that lost its lease (it stalled, its
+/// renewals failed, another instance took over) can never write again,
+/// even if it still believes it holds the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub key: String,
+    pub owner: String,
+    pub epoch: i64,
 }
 
 impl Transition {
@@ -131,7 +146,14 @@ impl Transition {
             at,
             total: None,
             errors: None,
+            lease: None,
         }
+    }
+
+    /// Applies only while `lease` holds the batch.
+    pub fn fenced(mut self, lease: &Lease) -> Transition {
+        self.lease = Some(lease.clone());
+        self
     }
 
     pub fn with_total(mut self, total: u64) -> Transition {

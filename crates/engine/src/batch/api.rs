@@ -106,7 +106,11 @@ impl Engine {
             output_expires_seconds,
             owner: Owner::of(&ctx.caller),
         };
-        gw.store.insert_batch(&record).await?;
+        // The input may have been deleted since it was looked up: the
+        // insert checks again, atomically, so no batch is left without it.
+        if !gw.store.insert_batch(&record).await? {
+            return Err(ApiError::not_found("file", &input.public_id).with_param("input_file_id"));
+        }
         self.shared.wake.notify_one();
         Ok(record.batch)
     }

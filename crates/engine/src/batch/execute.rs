@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batchgate_core::{ApiError, BatchStatus};
-use batchgate_store::{BatchRecord, LineResult, MetaStore};
+use batchgate_store::{BatchRecord, Lease, LineResult, StoreError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,9 @@ pub enum Ending {
     Stopped,
     /// The owner's key or team ran out of budget (and the policy is `stop`).
     BudgetExceeded,
+    /// The process is stopping gracefully: in-flight lines finish and are
+    /// journaled (within the shutdown grace), nothing new is sent.
+    ShuttingDown,
 }
 
 const CONTROL_INTERVAL: Duration = Duration::from_millis(250);
@@ -46,6 +49,7 @@ const RESULT_QUEUE: usize = 512;
 pub async fn execute(
     shared: &Arc<Shared>,
     rec: &BatchRecord,
+    lease: &Lease,
     stop: &CancellationToken,
 ) -> Result<Ending, ApiError> {
     let Some(deployment) = shared.deployment_of(rec) else {
@@ -86,10 +90,11 @@ pub async fn execute(
     ));
     let (tx, rx) = mpsc::channel::<LineResult>(RESULT_QUEUE);
     let writer = tokio::spawn(write_results(
-        shared.gw.store.clone(),
-        rec.key.clone(),
+        shared.clone(),
+        lease.clone(),
         deployment.model_name.clone(),
         rx,
+        stop.clone(),
     ));
 
     let mut reader = LineReader::new(stream, MAX_LINE_BYTES);
@@ -109,6 +114,11 @@ pub async fn execute(
     let ending = loop {
         if let Some(e) = *ctl.borrow_and_update() {
             break e;
+        }
+        // The writer gave up (lease lost): results could no longer be
+        // journaled, so nothing more may be sent.
+        if tx.is_closed() {
+            break Ending::Stopped;
         }
         let next = tokio::select! {
             biased;
@@ -170,13 +180,7 @@ pub async fn execute(
         while inflight.try_join_next().is_some() {}
     };
     drop(tx);
-    let ending = drain(
-        &mut inflight,
-        ending,
-        &mut ctl,
-        shared.gw.batch.cancel_grace_seconds,
-    )
-    .await;
+    let ending = drain(&mut inflight, ending, &mut ctl, &shared.gw.batch).await;
     control.abort();
     match writer.await {
         Ok(Ok(())) => {}
@@ -190,13 +194,14 @@ pub async fn execute(
 }
 
 /// Waits for in-flight lines. On `Done` they all finish (unless a stop
-/// arrives meanwhile); on cancel or expiry they get the grace period; on
-/// `Stopped` they are abandoned at once.
+/// arrives meanwhile); on cancel or expiry they get the cancel grace, on a
+/// graceful shutdown the shutdown grace; on `Stopped` (lease lost) they are
+/// abandoned at once.
 async fn drain(
     inflight: &mut JoinSet<()>,
     mut ending: Ending,
     ctl: &mut watch::Receiver<Option<Ending>>,
-    grace_secs: u64,
+    settings: &batchgate_config::BatchSettings,
 ) -> Ending {
     if ending == Ending::Done {
         loop {
@@ -210,9 +215,14 @@ async fn drain(
             }
         }
     }
-    if ending != Ending::Stopped {
+    let grace = match ending {
+        Ending::Stopped => None,
+        Ending::ShuttingDown => Some(settings.shutdown_grace_seconds),
+        _ => Some(settings.cancel_grace_seconds),
+    };
+    if let Some(secs) = grace {
         let all = async { while inflight.join_next().await.is_some() {} };
-        let _ = tokio::time::timeout(Duration::from_secs(grace_secs), all).await;
+        let _ = tokio::time::timeout(Duration::from_secs(secs), all).await;
     }
     inflight.abort_all();
     while inflight.join_next().await.is_some() {}
@@ -231,6 +241,7 @@ async fn control(
     loop {
         tokio::select! {
             _ = stop.cancelled() => { let _ = out.send(Some(Ending::Stopped)); return; }
+            _ = shared.shutdown.cancelled() => { let _ = out.send(Some(Ending::ShuttingDown)); return; }
             _ = tick.tick() => {}
         }
         if expires_at.is_some_and(|e| shared.gw.now() >= e) {
@@ -281,13 +292,17 @@ async fn over_budget(shared: &Shared, owner: &batchgate_store::Owner) -> bool {
 }
 
 /// Commits results in groups: whatever has arrived while the previous
-/// commit ran goes into the next one.
+/// commit ran goes into the next one. A commit that fails (a full disk, a
+/// busy store) is retried with back-off while the results wait in memory:
+/// meanwhile the queue fills, lines keep their slots and dispatch stalls,
+/// so a store outage pauses the batch instead of losing answered lines.
 async fn write_results(
-    store: Arc<dyn MetaStore>,
-    key: String,
+    shared: Arc<Shared>,
+    lease: Lease,
     model: String,
     mut rx: mpsc::Receiver<LineResult>,
-) -> Result<(), batchgate_store::StoreError> {
+    stop: CancellationToken,
+) -> Result<(), StoreError> {
     let mut buf = Vec::with_capacity(MAX_COMMIT);
     while let Some(first) = rx.recv().await {
         buf.push(first);
@@ -297,11 +312,36 @@ async fn write_results(
                 Err(_) => break,
             }
         }
-        store.record_results(&key, &buf).await?;
+        commit_with_retry(&shared, &lease, &buf, &stop).await?;
         count_committed(&model, &buf);
         buf.clear();
     }
     Ok(())
+}
+
+async fn commit_with_retry(
+    shared: &Shared,
+    lease: &Lease,
+    buf: &[LineResult],
+    stop: &CancellationToken,
+) -> Result<(), StoreError> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match shared.gw.store.record_results(lease, buf).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::LeaseLost) => return Err(StoreError::LeaseLost),
+            Err(e) if stop.is_cancelled() || shared.shutdown.is_cancelled() => return Err(e),
+            Err(e) => {
+                tracing::warn!(batch_key = %lease.key, error = %e, full = e.is_storage_full(), lines = buf.len(), "cannot journal results; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => {}
+                    _ = shared.shutdown.cancelled() => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// Telemetry for committed results (lines, tokens, spend per model).

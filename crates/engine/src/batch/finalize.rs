@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use batchgate_core::{ApiError, BatchError, BatchErrors, BatchStatus, ByteStream, Deployment};
-use batchgate_store::{BatchRecord, FileRecord, LineResult, MetaStore, Transition};
+use batchgate_store::{BatchRecord, FileRecord, Lease, LineResult, MetaStore, Transition};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -20,6 +20,7 @@ const PAGE: u32 = 1000;
 pub async fn finalize(
     shared: &Shared,
     rec: &BatchRecord,
+    lease: &Lease,
     from: &[BatchStatus],
     to: BatchStatus,
 ) -> Result<(), ApiError> {
@@ -30,7 +31,7 @@ pub async fn finalize(
     let mut to = to;
     let mut t_errors = None;
     if to == BatchStatus::Completed && !adds_up(&rec) {
-        rec = settle(shared, rec).await?;
+        rec = settle(shared, rec, lease).await?;
         if !adds_up(&rec) {
             let c = rec.batch.request_counts;
             tracing::error!(batch = %rec.batch.id, total = c.total, completed = c.completed, failed = c.failed, "batch counts do not add up");
@@ -67,7 +68,7 @@ pub async fn finalize(
     if counts.failed > 0 {
         error = Some(write(shared, &rec, &deployment, false, expires_at).await?);
     }
-    let mut t = Transition::new(from, to, now);
+    let mut t = Transition::new(from, to, now).fenced(lease);
     if let Some(errors) = t_errors {
         t = t.with_errors(errors);
     }
@@ -134,6 +135,7 @@ fn journal_stream(store: Arc<dyn MetaStore>, key: String, ok: bool) -> ByteStrea
 pub async fn fill_unfinished(
     shared: &Shared,
     rec: &BatchRecord,
+    lease: &Lease,
     make: impl Fn(u64, &str) -> LineResult,
 ) -> Result<(), ApiError> {
     let finished: std::collections::HashSet<u64> = shared
@@ -162,12 +164,12 @@ pub async fn fill_unfinished(
             buf.push(make(line.number, &custom_id));
         }
         if buf.len() >= PAGE as usize {
-            shared.gw.store.record_results(&rec.key, &buf).await?;
+            shared.gw.store.record_results(lease, &buf).await?;
             buf.clear();
         }
     }
     if !buf.is_empty() {
-        shared.gw.store.record_results(&rec.key, &buf).await?;
+        shared.gw.store.record_results(lease, &buf).await?;
     }
     Ok(())
 }
@@ -193,7 +195,7 @@ fn adds_up(rec: &BatchRecord) -> bool {
 /// Gives every request still without a result an error-file line, so a
 /// batch that ran to its end accounts for every line; returns the row
 /// re-read.
-async fn settle(shared: &Shared, rec: BatchRecord) -> Result<BatchRecord, ApiError> {
+async fn settle(shared: &Shared, rec: BatchRecord, lease: &Lease) -> Result<BatchRecord, ApiError> {
     tracing::warn!(batch = %rec.batch.id, "lines without a result at the end of the batch; failing them");
     let error = BatchError {
         code: "request_not_executed".into(),
@@ -201,7 +203,7 @@ async fn settle(shared: &Shared, rec: BatchRecord) -> Result<BatchRecord, ApiErr
         param: None,
         line: None,
     };
-    fill_unfinished(shared, &rec, |n, id| {
+    fill_unfinished(shared, &rec, lease, |n, id| {
         unsendable_line(n, Some(id.to_string()), &error)
     })
     .await?;

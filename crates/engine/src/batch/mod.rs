@@ -60,6 +60,9 @@ impl Engine {
             policy,
             instance,
             wake: Notify::new(),
+            running: supervisor::Running::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
+            runner_ended: Notify::new(),
         };
         Ok(Engine {
             shared: Arc::new(shared),
@@ -70,5 +73,31 @@ impl Engine {
     /// previous process left unfinished).
     pub fn start(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(supervisor::supervise(self.shared.clone()))
+    }
+
+    /// Stops gracefully: claims no more batches, sends no new lines, lets
+    /// the upstream calls in flight finish and be journaled (within
+    /// `batch_settings.shutdown_grace_seconds`), gives the leases up so a
+    /// restart resumes at once, and returns when every runner has ended.
+    pub async fn shutdown(&self) {
+        let shared = &self.shared;
+        shared.shutdown.cancel();
+        // The grace covers the in-flight calls; the margin covers the last
+        // commits and lease releases after them.
+        let limit = Duration::from_secs(shared.gw.batch.shutdown_grace_seconds.saturating_add(10));
+        let all_ended = async {
+            loop {
+                let ended = shared.runner_ended.notified();
+                if shared.running.is_empty() {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        if tokio::time::timeout(limit, all_ended).await.is_err() {
+            tracing::warn!(
+                "batch runners still busy at the end of the shutdown grace; leaving them"
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use batchgate_core::{ApiError, BatchError, BatchErrors, BatchStatus};
-use batchgate_store::{BatchRecord, Transition};
+use batchgate_store::{BatchRecord, Lease, Transition};
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
@@ -32,34 +32,38 @@ macro_rules! phase_span {
     };
 }
 
-/// Runs `key` until it ends or `stop` fires (lease lost, shutdown).
+/// Runs the leased batch until it ends, `stop` fires (lease lost) or the
+/// engine shuts down. Every status move and journal write is fenced by
+/// `lease`.
 pub async fn run(
     shared: Arc<Shared>,
-    key: String,
+    lease: &Lease,
     stop: CancellationToken,
 ) -> Result<(), ApiError> {
     loop {
-        if stop.is_cancelled() {
+        if stop.is_cancelled() || shared.shutdown.is_cancelled() {
             return Ok(());
         }
-        let Some(rec) = shared.gw.store.get_batch(&key).await? else {
+        let Some(rec) = shared.gw.store.get_batch(&lease.key).await? else {
             return Ok(());
         };
         match rec.batch.status {
             Validating => {
                 let span = phase_span!("batch.validate", rec);
-                let r = validate(&shared, &rec).instrument(span.clone()).await;
-                end_phase(&span, r)?;
-            }
-            InProgress => {
-                let span = phase_span!("batch.execute", rec);
-                let r = in_progress(&shared, &rec, &stop)
+                let r = validate(&shared, &rec, lease)
                     .instrument(span.clone())
                     .await;
                 end_phase(&span, r)?;
             }
-            Finalizing => finalize_phase(&shared, &rec, &[Finalizing], Completed).await?,
-            Cancelling => finalize_phase(&shared, &rec, &[Cancelling], Cancelled).await?,
+            InProgress => {
+                let span = phase_span!("batch.execute", rec);
+                let r = in_progress(&shared, &rec, lease, &stop)
+                    .instrument(span.clone())
+                    .await;
+                end_phase(&span, r)?;
+            }
+            Finalizing => finalize_phase(&shared, &rec, lease, &[Finalizing], Completed).await?,
+            Cancelling => finalize_phase(&shared, &rec, lease, &[Cancelling], Cancelled).await?,
             Completed | Failed | Expired | Cancelled => return Ok(()),
         }
     }
@@ -79,28 +83,29 @@ fn end_phase(span: &Span, r: Result<(), ApiError>) -> Result<(), ApiError> {
 async fn in_progress(
     shared: &Arc<Shared>,
     rec: &BatchRecord,
+    lease: &Lease,
     stop: &CancellationToken,
 ) -> Result<(), ApiError> {
-    let ending = execute(shared, rec, stop).await?;
+    let ending = execute(shared, rec, lease, stop).await?;
     Span::current().record("batchgate.outcome", ending_name(ending));
     let key = &rec.key;
     match ending {
         Ending::Done => {
-            let t = Transition::new(&[InProgress], Finalizing, shared.gw.now());
+            let t = Transition::new(&[InProgress], Finalizing, shared.gw.now()).fenced(lease);
             shared.gw.store.transition(key, &t).await?;
         }
         Ending::Expired => {
-            fill_unfinished(shared, rec, expired_line).await?;
-            finalize_phase(shared, rec, &[InProgress], Expired).await?;
+            fill_unfinished(shared, rec, lease, expired_line).await?;
+            finalize_phase(shared, rec, lease, &[InProgress], Expired).await?;
         }
         // Re-read: the status says what happens next.
         // Every line gets a result; those never sent say why.
         Ending::BudgetExceeded => {
-            fill_unfinished(shared, rec, budget_line).await?;
-            let t = Transition::new(&[InProgress], Finalizing, shared.gw.now());
+            fill_unfinished(shared, rec, lease, budget_line).await?;
+            let t = Transition::new(&[InProgress], Finalizing, shared.gw.now()).fenced(lease);
             shared.gw.store.transition(key, &t).await?;
         }
-        Ending::Cancelled | Ending::Stopped => {}
+        Ending::Cancelled | Ending::Stopped | Ending::ShuttingDown => {}
     }
     Ok(())
 }
@@ -112,6 +117,7 @@ fn ending_name(ending: Ending) -> &'static str {
         Ending::Cancelled => "cancelled",
         Ending::Stopped => "stopped",
         Ending::BudgetExceeded => "budget_exceeded",
+        Ending::ShuttingDown => "shutting_down",
     }
 }
 
@@ -119,11 +125,12 @@ fn ending_name(ending: Ending) -> &'static str {
 async fn finalize_phase(
     shared: &Shared,
     rec: &BatchRecord,
+    lease: &Lease,
     from: &[BatchStatus],
     to: BatchStatus,
 ) -> Result<(), ApiError> {
     let span = phase_span!("batch.finalize", rec);
-    let r = finalize(shared, rec, from, to)
+    let r = finalize(shared, rec, lease, from, to)
         .instrument(span.clone())
         .await;
     end_phase(&span, r)
@@ -131,11 +138,13 @@ async fn finalize_phase(
 
 /// Reads the whole input once, checking every line; the batch moves to
 /// `in_progress` (with its total) or `failed` (with every error found).
-async fn validate(shared: &Shared, rec: &BatchRecord) -> Result<(), ApiError> {
+async fn validate(shared: &Shared, rec: &BatchRecord, lease: &Lease) -> Result<(), ApiError> {
     let store = &shared.gw.store;
     let now = || shared.gw.now();
     let fail = |errors: Vec<BatchError>| {
-        Transition::new(&[Validating], Failed, now()).with_errors(BatchErrors::new(errors))
+        Transition::new(&[Validating], Failed, now())
+            .with_errors(BatchErrors::new(errors))
+            .fenced(lease)
     };
     let Some(deployment) = shared.deployment_of(rec) else {
         let e = error(
@@ -178,7 +187,9 @@ async fn validate(shared: &Shared, rec: &BatchRecord) -> Result<(), ApiError> {
     let t = match outcome {
         Outcome::Valid { lines } => {
             Span::current().record("batchgate.outcome", "valid");
-            Transition::new(&[Validating], InProgress, now()).with_total(lines)
+            Transition::new(&[Validating], InProgress, now())
+                .with_total(lines)
+                .fenced(lease)
         }
         Outcome::Invalid {
             errors,

@@ -27,6 +27,13 @@ pub struct Shared {
     pub instance: String,
     /// Nudges the supervisor to look for work now.
     pub wake: Notify,
+    /// The batches this process runs.
+    pub running: super::supervisor::Running,
+    /// Fired once on a graceful stop: no more claims, no new lines sent,
+    /// in-flight lines finish and are journaled.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// Notified whenever a runner ends (shutdown waits on it).
+    pub runner_ended: Notify,
     /// Prices by deployment id.
     pub prices: HashMap<String, Prices>,
     /// Batches that have ended never change again: clients that keep

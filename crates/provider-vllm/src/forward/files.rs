@@ -169,6 +169,8 @@ impl Forwarder {
             ctx,
         );
         self.json(req, "file", &f.public_id).await?;
+        // The upstream deleted it; an `InUse` or `Missing` row changes
+        // nothing for the caller.
         self.gw
             .store
             .delete_file(&f.local_key)

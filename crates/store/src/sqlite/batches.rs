@@ -11,58 +11,16 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::files::insert_file_on;
 use super::spend::Charged;
 use super::SqliteStore;
-use crate::{BatchRecord, BatchStore, FileRecord, LineResult, Owner, Page, StoreError, Transition};
+use crate::{
+    BatchRecord, BatchStore, FileRecord, Lease, LineResult, Owner, Page, StoreError, Transition,
+};
 
 const ACTIVE: &str = "('validating', 'in_progress', 'finalizing', 'cancelling')";
 
 #[async_trait]
 impl BatchStore for SqliteStore {
-    async fn insert_batch(&self, r: &BatchRecord) -> Result<(), StoreError> {
-        let b = &r.batch;
-        sqlx::query(
-            "INSERT INTO batches (key, public_id, endpoint, model, input_file_id, input_key, \
-             completion_window, status, output_file_id, error_file_id, errors, created_at, expires_at, \
-             total, completed, failed, metadata, deployment_id, upstream_id, output_expires_seconds, \
-             owner_key, owner_team, in_progress_at, finalizing_at, completed_at, failed_at, expired_at, \
-             cancelling_at, cancelled_at, input_tokens, cached_tokens, output_tokens, reasoning_tokens) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&r.key)
-        .bind(&b.id)
-        .bind(&b.endpoint)
-        .bind(&b.model)
-        .bind(&b.input_file_id)
-        .bind(&r.input_key)
-        .bind(&b.completion_window)
-        .bind(b.status.as_str())
-        .bind(&b.output_file_id)
-        .bind(&b.error_file_id)
-        .bind(to_json(&b.errors)?)
-        .bind(b.created_at)
-        .bind(b.expires_at)
-        .bind(int(b.request_counts.total))
-        .bind(int(b.request_counts.completed))
-        .bind(int(b.request_counts.failed))
-        .bind(to_json(&b.metadata)?)
-        .bind(&r.deployment_id)
-        .bind(&r.upstream_id)
-        .bind(r.output_expires_seconds.map(int))
-        .bind(&r.owner.key_id)
-        .bind(&r.owner.team_id)
-        .bind(b.in_progress_at)
-        .bind(b.finalizing_at)
-        .bind(b.completed_at)
-        .bind(b.failed_at)
-        .bind(b.expired_at)
-        .bind(b.cancelling_at)
-        .bind(b.cancelled_at)
-        .bind(int(b.usage.map_or(0, |u| u.input_tokens)))
-        .bind(int(b.usage.map_or(0, |u| u.input_tokens_details.cached_tokens)))
-        .bind(int(b.usage.map_or(0, |u| u.output_tokens)))
-        .bind(int(b.usage.map_or(0, |u| u.output_tokens_details.reasoning_tokens)))
-        .execute(self.pool())
-        .await?;
-        Ok(())
+    async fn insert_batch(&self, r: &BatchRecord) -> Result<bool, StoreError> {
+        self.insert_row(r, true).await
     }
 
     async fn upsert_forwarded_batch(&self, r: &BatchRecord) -> Result<(), StoreError> {
@@ -74,7 +32,7 @@ impl BatchStore for SqliteStore {
             .await?;
         if exists.is_none() {
             tx.commit().await?;
-            return self.insert_batch(r).await;
+            return self.insert_row(r, false).await.map(|_| ());
         }
         sqlx::query(
             "UPDATE batches SET status = ?, output_file_id = ?, error_file_id = ?, errors = ?, \
@@ -199,40 +157,67 @@ impl BatchStore for SqliteStore {
         owner: &str,
         now: i64,
         until: i64,
-    ) -> Result<Option<BatchRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "UPDATE batches SET lease_owner = ?, lease_until = ? WHERE seq = (\
-               SELECT seq FROM batches WHERE status IN {ACTIVE} AND upstream_id IS NULL \
+    ) -> Result<Option<(BatchRecord, Lease)>, StoreError> {
+        // An explicit transaction, every row read to the end, then COMMIT:
+        // a claim is returned only after its write is durable. (An
+        // autocommit `UPDATE … RETURNING` hands its row out before the
+        // implicit commit, whose failure — a full disk — went unseen.)
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE batches SET lease_owner = ?, lease_until = ?, lease_epoch = lease_epoch + 1 \
+             WHERE seq = (SELECT seq FROM batches WHERE status IN {ACTIVE} AND upstream_id IS NULL \
                AND (lease_owner IS NULL OR lease_until < ?) ORDER BY seq LIMIT 1) RETURNING *"
         ))
         .bind(owner)
         .bind(until)
         .bind(now)
-        .fetch_optional(self.pool())
+        .fetch_all(&mut *tx)
         .await?;
-        row.map(|r| batch_from_row(&r)).transpose()
+        tx.commit().await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let lease = Lease {
+            key: row.try_get("key")?,
+            owner: owner.to_string(),
+            epoch: row.try_get("lease_epoch")?,
+        };
+        Ok(Some((batch_from_row(row)?, lease)))
     }
 
-    async fn renew_lease(&self, key: &str, owner: &str, until: i64) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE batches SET lease_until = ? WHERE key = ? AND lease_owner = ?")
-                .bind(until)
-                .bind(key)
-                .bind(owner)
-                .execute(self.pool())
-                .await?;
+    async fn renew_lease(&self, lease: &Lease, until: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE batches SET lease_until = ? WHERE key = ? AND lease_owner = ? AND lease_epoch = ?",
+        )
+        .bind(until)
+        .bind(&lease.key)
+        .bind(&lease.owner)
+        .bind(lease.epoch)
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release_leases(&self, owner: &str, key: Option<&str>) -> Result<(), StoreError> {
-        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ",
-        );
-        q.push_bind(owner);
-        if let Some(key) = key {
-            q.push(" AND key = ").push_bind(key);
-        }
-        q.build().execute(self.pool()).await?;
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE batches SET lease_owner = NULL, lease_until = NULL \
+             WHERE key = ? AND lease_owner = ? AND lease_epoch = ?",
+        )
+        .bind(&lease.key)
+        .bind(&lease.owner)
+        .bind(lease.epoch)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+        )
+        .bind(owner)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
@@ -241,14 +226,21 @@ impl BatchStore for SqliteStore {
         key: &str,
         t: &Transition,
     ) -> Result<Option<BatchRecord>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        check_fence(&mut tx, t.lease.as_ref()).await?;
         let row = apply(&mut tx, key, t, None, None).await?;
         tx.commit().await?;
         Ok(row)
     }
 
-    async fn record_results(&self, key: &str, results: &[LineResult]) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+    async fn record_results(
+        &self,
+        lease: &Lease,
+        results: &[LineResult],
+    ) -> Result<(), StoreError> {
+        let key = lease.key.as_str();
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        check_fence(&mut tx, Some(lease)).await?;
         let (mut ok, mut failed) = (0i64, 0i64);
         let (mut input, mut cached, mut output, mut reasoning) = (0i64, 0i64, 0i64, 0i64);
         let mut charged = Charged::default();
@@ -349,7 +341,8 @@ impl BatchStore for SqliteStore {
         output: Option<&FileRecord>,
         error: Option<&FileRecord>,
     ) -> Result<Option<BatchRecord>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        check_fence(&mut tx, t.lease.as_ref()).await?;
         let row = apply(
             &mut tx,
             key,
@@ -371,6 +364,28 @@ impl BatchStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(row)
+    }
+}
+
+/// Fails with [`StoreError::LeaseLost`] unless `lease` (when given) still
+/// holds its batch. Run first in a write transaction, so nothing the
+/// transaction writes can land under a lease that lost the batch.
+async fn check_fence(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    lease: Option<&Lease>,
+) -> Result<(), StoreError> {
+    let Some(lease) = lease else { return Ok(()) };
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM batches WHERE key = ? AND lease_owner = ? AND lease_epoch = ?",
+    )
+    .bind(&lease.key)
+    .bind(&lease.owner)
+    .bind(lease.epoch)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost),
     }
 }
 
@@ -515,4 +530,60 @@ fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, StoreError> {
             team_id: r.try_get("owner_team")?,
         },
     })
+}
+
+impl SqliteStore {
+    /// Inserts a batch row; with `require_input`, only if its input file
+    /// row exists (checked in the same statement).
+    async fn insert_row(&self, r: &BatchRecord, require_input: bool) -> Result<bool, StoreError> {
+        let b = &r.batch;
+
+        let done = sqlx::query(
+            "INSERT INTO batches (key, public_id, endpoint, model, input_file_id, input_key, \
+             completion_window, status, output_file_id, error_file_id, errors, created_at, expires_at, \
+             total, completed, failed, metadata, deployment_id, upstream_id, output_expires_seconds, \
+             owner_key, owner_team, in_progress_at, finalizing_at, completed_at, failed_at, expired_at, \
+             cancelling_at, cancelled_at, input_tokens, cached_tokens, output_tokens, reasoning_tokens) \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+             WHERE ? OR EXISTS (SELECT 1 FROM files WHERE key = ?)",
+        )
+        .bind(&r.key)
+        .bind(&b.id)
+        .bind(&b.endpoint)
+        .bind(&b.model)
+        .bind(&b.input_file_id)
+        .bind(&r.input_key)
+        .bind(&b.completion_window)
+        .bind(b.status.as_str())
+        .bind(&b.output_file_id)
+        .bind(&b.error_file_id)
+        .bind(to_json(&b.errors)?)
+        .bind(b.created_at)
+        .bind(b.expires_at)
+        .bind(int(b.request_counts.total))
+        .bind(int(b.request_counts.completed))
+        .bind(int(b.request_counts.failed))
+        .bind(to_json(&b.metadata)?)
+        .bind(&r.deployment_id)
+        .bind(&r.upstream_id)
+        .bind(r.output_expires_seconds.map(int))
+        .bind(&r.owner.key_id)
+        .bind(&r.owner.team_id)
+        .bind(b.in_progress_at)
+        .bind(b.finalizing_at)
+        .bind(b.completed_at)
+        .bind(b.failed_at)
+        .bind(b.expired_at)
+        .bind(b.cancelling_at)
+        .bind(b.cancelled_at)
+        .bind(int(b.usage.map_or(0, |u| u.input_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.input_tokens_details.cached_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.output_tokens)))
+        .bind(int(b.usage.map_or(0, |u| u.output_tokens_details.reasoning_tokens)))
+        .bind(!require_input)
+        .bind(&r.input_key)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 }

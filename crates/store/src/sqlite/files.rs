@@ -6,7 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::SqliteStore;
-use crate::{FileFilter, FileRecord, FileStore, Owner, Page, StoreError};
+use crate::{Deleted, FileFilter, FileRecord, FileStore, Owner, Page, StoreError};
 
 const FILE_COLUMNS: &str = "key, public_id, bytes, created_at, filename, purpose, status, \
      expires_at, status_details, deployment_id, model_name, blob_path, upstream_id, owner_key, owner_team";
@@ -92,14 +92,30 @@ impl FileStore for SqliteStore {
         Ok(Page { items, has_more })
     }
 
-    async fn delete_file(&self, key: &str) -> Result<Option<FileRecord>, StoreError> {
-        let row = sqlx::query(&format!(
+    async fn delete_file(&self, key: &str) -> Result<Deleted, StoreError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let in_use: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM batches WHERE input_key = ? AND status IN \
+             ('validating', 'in_progress', 'finalizing', 'cancelling') LIMIT 1",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if in_use.is_some() {
+            tx.rollback().await?;
+            return Ok(Deleted::InUse);
+        }
+        let rows = sqlx::query(&format!(
             "DELETE FROM files WHERE key = ? RETURNING {FILE_COLUMNS}"
         ))
         .bind(key)
-        .fetch_optional(self.pool())
+        .fetch_all(&mut *tx)
         .await?;
-        row.map(|r| file_from_row(&r)).transpose()
+        tx.commit().await?;
+        match rows.first() {
+            Some(row) => Ok(Deleted::Removed(file_from_row(row)?)),
+            None => Ok(Deleted::Missing),
+        }
     }
 
     async fn take_expired_files(
@@ -269,9 +285,13 @@ mod tests {
         assert!(store.get_file("old", 1000).await.unwrap().is_none());
         let expired = store.take_expired_files(1000, 10).await.unwrap();
         assert_eq!(expired.len(), 1);
+        match store.delete_file("k1").await.unwrap() {
+            crate::Deleted::Removed(f) => assert_eq!(f.key, "k1"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
-            store.delete_file("k1").await.unwrap().map(|f| f.key),
-            Some("k1".into())
+            store.delete_file("k1").await.unwrap(),
+            crate::Deleted::Missing
         );
         assert!(store.get_file("k1", 0).await.unwrap().is_none());
 

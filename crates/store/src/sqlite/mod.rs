@@ -38,6 +38,23 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection still inside a transaction when it comes back (a
+            // COMMIT failed on a full disk and SQLite had already rolled
+            // back, so the ROLLBACK failed too, leaving sqlx's depth count
+            // behind) is closed rather than reused: reused, its stale state
+            // turned later BEGINs into SAVEPOINTs whose rollback kept the
+            // write lock, and the whole store stayed locked after space
+            // came back.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!("closing a store connection left inside a transaction");
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
