@@ -22,14 +22,57 @@ pub async fn liveliness() -> &'static str {
     "I'm alive!"
 }
 
+/// Ready when the store answers and the data directory takes writes: a
+/// full disk makes the gateway refuse uploads and stall batches, so it is
+/// reported here (code `storage_full`) for the load balancer and operator.
 pub async fn readiness(State(st): State<Arc<AppState>>) -> Response {
-    match st.gw.store.ping().await {
-        Ok(()) => Json(json!({"status": "healthy", "db": "connected"})).into_response(),
+    if let Err(e) = st.gw.store.ping().await {
+        tracing::warn!(error = %e, "readiness: store unreachable");
+        return HttpError(ApiError::unavailable("The store is unreachable.")).into_response();
+    }
+    match probe_write(&st.spool_dir).await {
+        Ok(()) => {
+            Json(json!({"status": "healthy", "db": "connected", "storage": "ok"})).into_response()
+        }
+        Err(e) if batchgate_store::is_full_io(&e) => {
+            tracing::warn!(dir = %st.spool_dir.display(), "readiness: storage full");
+            HttpError(
+                ApiError::unavailable(
+                    "The gateway's storage is full: uploads are refused and batches are paused until space is freed.",
+                )
+                .with_code("storage_full"),
+            )
+            .into_response()
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "readiness: store unreachable");
-            HttpError(ApiError::unavailable("The store is unreachable.")).into_response()
+            tracing::warn!(error = %e, dir = %st.spool_dir.display(), "readiness: storage not writable");
+            HttpError(ApiError::unavailable(
+                "The gateway's storage is not writable.",
+            ))
+            .into_response()
         }
     }
+}
+
+/// Writes and removes a small file where uploads are spooled (the data
+/// directory's file system). Plain blocking I/O on the blocking pool: an
+/// async file reports a failed write only on a later call.
+async fn probe_write(dir: &std::path::Path) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    let probe = move || {
+        use std::io::Write;
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!(".ready-{}", std::process::id()));
+        let result = std::fs::File::create(&path).and_then(|mut f| {
+            f.write_all(&[0u8; 16 * 1024])?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&path);
+        result
+    };
+    tokio::task::spawn_blocking(probe)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Probes every deployment's `GET /health` (vLLM's) concurrently.

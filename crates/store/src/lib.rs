@@ -12,7 +12,7 @@ mod records;
 mod sqlite;
 
 pub use blob::{Blobs, PutOutcome};
-pub use error::StoreError;
+pub use error::{is_full_io, StoreError};
 pub use keys::{utc_day, KeyRecord, KeyStore, SpendFilter, SpendRow, SpendStore, TeamRecord};
 pub use meta::{BatchStats, BatchStore, Deleted, FileStore, MetaStore, Page};
 pub use records::{

@@ -93,6 +93,35 @@ impl FileStore for SqliteStore {
     }
 
     async fn delete_file(&self, key: &str) -> Result<Deleted, StoreError> {
+        match self.delete_row(key).await {
+            Err(e) if e.is_storage_full() && self.release_reserve().await => {
+                self.delete_row(key).await
+            }
+            other => other,
+        }
+    }
+
+    async fn take_expired_files(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<FileRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "DELETE FROM files WHERE seq IN (SELECT seq FROM files WHERE expires_at IS NOT NULL \
+             AND expires_at <= ? AND key NOT IN (SELECT input_key FROM batches WHERE status IN \
+             ('validating', 'in_progress', 'finalizing', 'cancelling')) LIMIT ?) RETURNING {FILE_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(file_from_row).collect()
+    }
+}
+
+impl SqliteStore {
+    /// Deletes a file row unless a running batch reads it.
+    async fn delete_row(&self, key: &str) -> Result<Deleted, StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let in_use: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM batches WHERE input_key = ? AND status IN \
@@ -116,23 +145,6 @@ impl FileStore for SqliteStore {
             Some(row) => Ok(Deleted::Removed(file_from_row(row)?)),
             None => Ok(Deleted::Missing),
         }
-    }
-
-    async fn take_expired_files(
-        &self,
-        now: i64,
-        limit: u32,
-    ) -> Result<Vec<FileRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "DELETE FROM files WHERE seq IN (SELECT seq FROM files WHERE expires_at IS NOT NULL \
-             AND expires_at <= ? AND key NOT IN (SELECT input_key FROM batches WHERE status IN \
-             ('validating', 'in_progress', 'finalizing', 'cancelling')) LIMIT ?) RETURNING {FILE_COLUMNS}"
-        ))
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter().map(file_from_row).collect()
     }
 }
 

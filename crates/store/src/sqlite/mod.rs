@@ -20,7 +20,13 @@ use crate::StoreError;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Space held back beside the database so that deleting files — how an
+    /// operator frees space — still works once the disk is full.
+    reserve: std::path::PathBuf,
 }
+
+/// Size of the reserve: room for many row deletes and a WAL checkpoint.
+const RESERVE_BYTES: usize = 4 * 1024 * 1024;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
@@ -58,7 +64,39 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let store = SqliteStore {
+            pool,
+            reserve: path.with_extension("reserve"),
+        };
+        store.keep_reserve().await;
+        Ok(store)
+    }
+
+    /// Puts the reserve back if it is missing (best effort: on a disk that
+    /// is still full it stays missing, and no partial file is left).
+    pub(crate) async fn keep_reserve(&self) {
+        let path = self.reserve.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if path.exists() {
+                return;
+            }
+            let tmp = path.with_extension("reserve.tmp");
+            let made = std::fs::write(&tmp, vec![0u8; RESERVE_BYTES])
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if made.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+        })
+        .await;
+    }
+
+    /// Gives the reserve up to the database; `true` if there was one.
+    pub(crate) async fn release_reserve(&self) -> bool {
+        let released = tokio::fs::remove_file(&self.reserve).await.is_ok();
+        if released {
+            tracing::warn!("storage full: released the reserved space so deletes can proceed");
+        }
+        released
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -78,6 +116,7 @@ impl SqliteStore {
 impl crate::MetaStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
+        self.keep_reserve().await;
         Ok(())
     }
 }
