@@ -266,7 +266,7 @@ impl FileApi for LocalFiles {
             Err(e) => return Err(e.into()),
         };
         let row = match row {
-            Deleted::Removed(row) => row,
+            Deleted::Removed(row) => *row,
             Deleted::InUse => return Err(in_use()),
             Deleted::Missing => return Err(ApiError::not_found("file", &file.public_id)),
         };

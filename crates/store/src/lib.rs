@@ -6,6 +6,8 @@
 
 mod blob;
 mod error;
+#[cfg(feature = "testing")]
+pub mod faulty;
 mod keys;
 mod meta;
 mod records;

@@ -68,7 +68,7 @@ pub trait FileStore: Send + Sync {
 /// What [`FileStore::delete_file`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Deleted {
-    Removed(FileRecord),
+    Removed(Box<FileRecord>),
     /// A batch that has not ended reads the file; nothing was changed.
     InUse,
     Missing,

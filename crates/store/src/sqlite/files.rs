@@ -142,7 +142,7 @@ impl SqliteStore {
         .await?;
         tx.commit().await?;
         match rows.first() {
-            Some(row) => Ok(Deleted::Removed(file_from_row(row)?)),
+            Some(row) => Ok(Deleted::Removed(Box::new(file_from_row(row)?))),
             None => Ok(Deleted::Missing),
         }
     }
