@@ -1,7 +1,8 @@
 //! Upstream faults during a batch: 500s, 429s with `Retry-After`, dropped
 //! connections and hangs are retried until every line has its answer;
-//! permanent 4xx answers, exhausted retries and an unreachable upstream end
-//! up in the error file, each line exactly once.
+//! permanent 4xx answers and exhausted retries end up in the error file,
+//! each line exactly once. An upstream that stops answering pauses the
+//! batch: no line fails for it, and the batch expires if it never returns.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -217,40 +218,127 @@ async fn exhausted_retries_report_the_last_server_error() {
     assert_eq!(mock.stats().requests, n as u64 * u64::from(max_attempts));
 }
 
+/// An upstream that never answers pauses the batch rather than failing its
+/// lines; the batch expires at the end of its window as OpenAI's do, every
+/// line `batch_expired`. The grace period for in-flight lines is an hour:
+/// lines waiting for the upstream must give up at once, or the batch would
+/// not end within the test's bound.
 #[tokio::test]
-async fn unreachable_upstream_gives_error_lines_without_response() {
+async fn unreachable_upstream_pauses_the_batch_until_it_expires() {
     // A port nobody listens on: connections are refused.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let gw = gateway(
+    let entry = model_entry(
+        MODEL,
         DEFAULT_SERVED,
         &format!("http://127.0.0.1:{closed}"),
         &[],
-        3,
-    )
-    .await;
+    );
+    let extra = format!(
+        "{}  completion_windows: [\"24h\", \"3s\"]\n  cancel_grace_seconds: 3600\n",
+        settings(2)
+    );
+    let gw = Gateway::start(&config_of_entries(&[entry], &extra))
+        .await
+        .unwrap();
     let n = 5;
-    let (_, out, err) = run(&gw, n).await;
+    let file = gw
+        .upload(MODEL, "in.jsonl", chat_lines(MODEL, n))
+        .await
+        .unwrap();
+    let created = gw
+        .create_batch(file["id"].as_str().unwrap(), CHAT, "3s")
+        .await
+        .unwrap();
+    let done = gw
+        .wait_batch(created["id"].as_str().unwrap(), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "expired", "{done}");
+    let (out, err) = gw.results(&done).await.unwrap();
+    assert_every_id_once(&out, &err, n);
     assert!(out.is_empty());
     for line in &err {
         assert!(line["response"].is_null(), "{line}");
-        assert!(
-            line["error"]["code"]
-                .as_str()
-                .is_some_and(|c| !c.is_empty()),
-            "{line}"
-        );
-        assert!(
-            line["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{line}"
-        );
+        assert_eq!(line["error"]["code"], "batch_expired", "{line}");
         assert!(
             line["id"].as_str().unwrap().starts_with("batch_req_"),
             "{line}"
         );
+    }
+}
+
+/// An upstream restart mid-batch pauses the batch instead of failing the
+/// lines that would have been sent meanwhile: with two attempts per line and
+/// millisecond backoff, every line still ends in the output file, and
+/// `/health` reports the deployment paused while it is down.
+#[tokio::test]
+async fn an_upstream_outage_pauses_the_batch_instead_of_failing_lines() {
+    let cfg = MockConfig {
+        latency: Duration::from_millis(20),
+        ..MockConfig::default()
+    };
+    let mock = MockVllm::start(cfg.clone()).await.unwrap();
+    let addr = mock.addr();
+    let params = [("max_parallel_requests", "4")];
+    let gw = gateway(DEFAULT_SERVED, &mock.base_url(), &params, 2).await;
+    let n = 300;
+    let file = gw
+        .upload(MODEL, "in.jsonl", chat_lines(MODEL, n))
+        .await
+        .unwrap();
+    let created = gw
+        .create_batch(file["id"].as_str().unwrap(), CHAT, "24h")
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    gw.wait_batch_until(id, WAIT, |b| {
+        b["request_counts"]["completed"].as_u64().unwrap_or(0) >= 20
+    })
+    .await
+    .unwrap();
+    mock.shutdown().await;
+    // Down for a while after the engine noticed, so that lines with
+    // millisecond backoff would have burnt their attempts many times over.
+    wait_until_paused(&gw).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mock = MockVllm::start_on(cfg, addr).await.unwrap();
+    let done = gw.wait_batch(id, WAIT).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    let (out, err) = gw.results(&done).await.unwrap();
+    assert_every_id_once(&out, &err, n);
+    assert_all_ok(&out, &err, n);
+    assert!(
+        mock.stats().succeeded > 0,
+        "the batch ended before the outage"
+    );
+    let (_, health) = gw.get("/health").await.unwrap();
+    assert_eq!(health["unhealthy_count"], 0, "resumed: {health}");
+}
+
+/// Polls `/health` until it reports a paused deployment.
+async fn wait_until_paused(gw: &Gateway) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, health) = gw.get("/health").await.unwrap();
+        let paused = health["unhealthy_endpoints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| {
+                e["error"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("paused: upstream unreachable since"))
+            });
+        if paused {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deployment was never reported paused: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -79,6 +79,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if raw.batch_settings.outage_threshold == 0 {
+            return Err(ConfigError::invalid(
+                "batch_settings.outage_threshold",
+                "must be at least 1",
+            ));
+        }
         Ok(Config {
             deployments,
             general: raw.general_settings,

@@ -50,6 +50,10 @@ pub struct BatchSettings {
     pub initial_backoff_ms: u64,
     /// Ceiling of the retry delay in milliseconds.
     pub max_backoff_ms: u64,
+    /// Consecutive outage-type failures (no answer, or 5xx) on one replica,
+    /// across all lines, after which dispatch to it pauses until a probe
+    /// finds it answering again.
+    pub outage_threshold: u32,
     /// Seconds in-flight lines may still finish after a cancel.
     pub cancel_grace_seconds: u64,
     /// Seconds a graceful stop (SIGTERM) waits for in-flight upstream
@@ -92,6 +96,7 @@ impl Default for BatchSettings {
             max_attempts: 5,
             initial_backoff_ms: 500,
             max_backoff_ms: 30_000,
+            outage_threshold: 5,
             cancel_grace_seconds: 30,
             shutdown_grace_seconds: 30,
             completion_windows: vec!["24h".to_string()],

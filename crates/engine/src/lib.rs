@@ -11,7 +11,7 @@ mod gateway;
 mod lines;
 mod validate;
 
-pub use batch::{success_line, Engine, RetryPolicy};
+pub use batch::{success_line, Engine, PausedDeployment, RetryPolicy};
 pub use clock::{system_clock, Clock};
 pub use files::LocalFiles;
 pub use gateway::Gateway;

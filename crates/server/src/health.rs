@@ -75,10 +75,23 @@ async fn probe_write(dir: &std::path::Path) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?
 }
 
-/// Probes every deployment's `GET /health` (vLLM's) concurrently.
+/// Probes every deployment's `GET /health` (vLLM's) concurrently. One the
+/// batch engine has paused for an outage is unhealthy without a probe: the
+/// engine's own probe will resume it.
 pub async fn deployments(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> Json<Value> {
     let http = reqwest::Client::new();
-    let probes = st.gw.router.deployments().iter().map(|d| probe(&http, d));
+    let paused = st.batches.paused_deployments();
+    let now = st.gw.now();
+    let probes = st.gw.router.deployments().iter().map(|d| {
+        let since = paused.iter().find(|p| p.id == d.id).map(|p| p.since);
+        let http = &http;
+        async move {
+            match since {
+                Some(since) => Err(paused_reason(since, now)),
+                None => probe(http, d).await,
+            }
+        }
+    });
     let results = futures::future::join_all(probes).await;
     let (mut healthy, mut unhealthy) = (Vec::new(), Vec::new());
     for (d, outcome) in st.gw.router.deployments().iter().zip(results) {
@@ -101,6 +114,11 @@ pub async fn deployments(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> Json<V
         "healthy_endpoints": healthy,
         "unhealthy_endpoints": unhealthy,
     }))
+}
+
+fn paused_reason(since: i64, now: i64) -> String {
+    let ago = now.saturating_sub(since).max(0);
+    format!("paused: upstream unreachable since {since} (unix time, {ago} s ago); batches resume when it answers")
 }
 
 async fn probe(http: &reqwest::Client, d: &Deployment) -> Result<(), String> {

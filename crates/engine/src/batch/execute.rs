@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::{Shared, MAX_LINE_BYTES};
-use super::upstream::run_line;
+use super::upstream::{run_line, Line};
 use crate::{Checked, LineReader, Rules, Validator};
 use batchgate_config::BudgetPolicy;
 
@@ -156,17 +156,22 @@ pub async fn execute(
             break Ending::Stopped;
         };
         let (shared2, tx, endpoint) = (shared.clone(), tx.clone(), endpoint.clone());
+        let mut ended = ctl.clone();
         inflight.spawn(async move {
-            let mut result = run_line(
-                &shared2.http,
-                &slot.deployment,
-                &endpoint,
-                valid.number,
-                valid.custom_id,
-                valid.body,
-                &shared2.policy,
-            )
-            .await;
+            let line = Line {
+                number: valid.number,
+                custom_id: valid.custom_id,
+                body: valid.body,
+            };
+            // A line waiting out an upstream outage gives up (unfinished)
+            // when the batch ends, rather than hold up its expiry.
+            let ended = async move {
+                let _ = ended.wait_for(Option::is_some).await;
+            };
+            let run = run_line(&shared2.http, slot, &endpoint, line, &shared2.policy, ended);
+            let Some((mut result, slot)) = run.await else {
+                return;
+            };
             // Priced by the replica that served it; journaled with it, in
             // one transaction, so the line is billed exactly once.
             result.charge = result.usage.map(|u| shared2.charge(&slot.deployment.id, u));

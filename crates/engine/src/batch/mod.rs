@@ -3,6 +3,7 @@
 //! nothing but the lines in flight.
 
 mod api;
+mod breaker;
 mod execute;
 mod finalize;
 mod limits;
@@ -18,6 +19,7 @@ use batchgate_core::ApiError;
 use tokio::sync::Notify;
 
 use crate::{Gateway, LocalFiles};
+pub use limits::PausedDeployment;
 pub use upstream::{success_line, RetryPolicy};
 
 /// Ended batches kept in memory for repeated retrieves.
@@ -54,7 +56,12 @@ impl Engine {
             prices,
             ended: moka::future::Cache::new(ENDED_CACHE),
             files: LocalFiles::new(gw.clone()),
-            limits: limits::Limits::new(&gw.router),
+            limits: limits::Limits::new(
+                &gw.router,
+                gw.batch.outage_threshold,
+                Arc::new(breaker::HttpProbe { http: http.clone() }),
+                gw.clock.clone(),
+            ),
             gw,
             http,
             policy,
@@ -99,5 +106,11 @@ impl Engine {
                 "batch runners still busy at the end of the shutdown grace; leaving them"
             );
         }
+    }
+
+    /// Deployments whose dispatch is paused because they stopped answering
+    /// (a probe confirmed it); they resume by themselves once they answer.
+    pub fn paused_deployments(&self) -> Vec<PausedDeployment> {
+        self.shared.limits.paused()
     }
 }

@@ -1,17 +1,24 @@
 //! One line against the upstream: request, retries, and the result line.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use batchgate_core::{Deployment, ErrorBody};
 use batchgate_ids::{batch_request_id, request_id};
 use batchgate_store::{LineResult, LineUsage};
+use futures::FutureExt;
 use rand::Rng;
 use serde_json::{json, Map, Value};
 use tracing::Instrument;
 
+use super::limits::Slot;
+use outage::{next_try, Tries};
 use spans::{attempt_span, record_attempt};
 
+mod outage;
 mod spans;
+#[cfg(test)]
+mod tests;
 
 /// Longest `Retry-After` honoured; a longer one is clamped to this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
@@ -61,68 +68,123 @@ enum Attempt {
     },
 }
 
-/// Sends one line's body to `deployment` (model rewritten to the served
-/// name) and turns the outcome into a journal entry.
+/// One input line, as it goes upstream.
+#[derive(Debug)]
+pub struct Line {
+    pub number: u64,
+    pub custom_id: String,
+    pub body: Map<String, Value>,
+}
+
+/// Sends one line to the replica of `slot` (model rewritten to its served
+/// name), retrying per `policy`, and turns the outcome into a journal entry,
+/// returned with the slot of the replica that served it.
+///
+/// An outage of the replica spends no attempt (see [`super::breaker`]): the
+/// line waits for a replica that is up. If `ended` resolves meanwhile (the
+/// batch expired, was cancelled or stopped) the line gives up with `None`
+/// and stays unfinished.
 pub async fn run_line(
+    http: &reqwest::Client,
+    slot: Slot,
+    endpoint: &str,
+    line: Line,
+    policy: &RetryPolicy,
+    ended: impl Future<Output = ()> + Send + 'static,
+) -> Option<(LineResult, Slot)> {
+    let ended = ended.boxed().shared();
+    let Line {
+        number: line_no,
+        custom_id,
+        mut body,
+    } = line;
+    let started = Instant::now();
+    // Time spent waiting on the upstream, in backoff or for a paused
+    // replica: the rest of the line's time is the gateway's own overhead.
+    let mut waited = Duration::ZERO;
+    let mut slot = slot;
+    let mut tries = Tries::default();
+    let last = loop {
+        let t = Instant::now();
+        let outcome = attempt(
+            http,
+            &slot.deployment,
+            endpoint,
+            line_no,
+            tries.sent + 1,
+            &mut body,
+        )
+        .await;
+        waited += t.elapsed();
+        tries.record(&slot.breaker, &outcome);
+        let retry_after = match &outcome {
+            Attempt::Retryable { retry_after, .. } => *retry_after,
+            Attempt::Success { .. } | Attempt::Rejected { .. } => break outcome,
+        };
+        let t = Instant::now();
+        let next = next_try(slot, &mut tries, policy, retry_after, &ended, line_no).await;
+        waited += t.elapsed();
+        let (s, retry) = next?;
+        slot = s;
+        if !retry {
+            break outcome;
+        }
+        metrics::counter!("batchgate_line_retries_total", "deployment" => slot.deployment.id.clone())
+            .increment(1);
+    };
+    let result = result_line(line_no, custom_id, last);
+    let overhead = started.elapsed().saturating_sub(waited);
+    metrics::histogram!("batchgate_gateway_overhead_seconds", "deployment" => slot.deployment.id.clone())
+        .record(overhead.as_secs_f64());
+    Some((result, slot))
+}
+
+/// One request to `deployment`, with its span and metrics.
+async fn attempt(
     http: &reqwest::Client,
     deployment: &Deployment,
     endpoint: &str,
     line_no: u64,
-    custom_id: String,
-    mut body: Map<String, Value>,
-    policy: &RetryPolicy,
-) -> LineResult {
+    n: u32,
+    body: &mut Map<String, Value>,
+) -> Attempt {
+    // Per attempt: a line that moved off a paused replica may land on one
+    // that serves the model under another name.
     body.insert(
         "model".into(),
         Value::String(deployment.served_model.clone()),
     );
     let path = endpoint.strip_prefix("/v1").unwrap_or(endpoint);
     let url = deployment.url(path);
-    let body = Value::Object(body);
-    let started = Instant::now();
-    // Time spent waiting on the upstream or in backoff: the rest of the
-    // line's time is the gateway's own overhead.
-    let mut waited = Duration::ZERO;
     let dep = deployment.id.clone();
-    let mut attempt = 1;
-    let last = loop {
-        let t = Instant::now();
-        metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).increment(1.0);
-        let span = attempt_span(deployment, endpoint, line_no, attempt);
-        let outcome = send(http, deployment, &url, &body)
-            .instrument(span.clone())
-            .await;
-        record_attempt(&span, &outcome);
-        metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).decrement(1.0);
-        let took = t.elapsed();
-        waited += took;
-        metrics::histogram!("batchgate_upstream_request_duration_seconds", "deployment" => dep.clone()).record(took.as_secs_f64());
-        if let Some(kind) = outcome.error_kind() {
-            metrics::counter!("batchgate_upstream_errors_total", "deployment" => dep.clone(), "kind" => kind).increment(1);
-        }
-        match outcome {
-            Attempt::Retryable { retry_after, .. } if attempt < policy.max_attempts => {
-                // The upstream's Retry-After wins over our backoff, within reason.
-                let wait =
-                    retry_after.map_or_else(|| policy.backoff(attempt), |d| d.min(MAX_RETRY_AFTER));
-                tracing::debug!(line_no, attempt, ?wait, "retrying line");
-                metrics::counter!("batchgate_line_retries_total", "deployment" => dep.clone())
-                    .increment(1);
-                tokio::time::sleep(wait).await;
-                waited += wait;
-                attempt += 1;
-            }
-            other => break other,
-        }
-    };
-    let result = result_line(line_no, custom_id, last);
-    let overhead = started.elapsed().saturating_sub(waited);
-    metrics::histogram!("batchgate_gateway_overhead_seconds", "deployment" => dep)
-        .record(overhead.as_secs_f64());
-    result
+    let t = Instant::now();
+    metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).increment(1.0);
+    let span = attempt_span(deployment, endpoint, line_no, n);
+    let outcome = send(http, deployment, &url, body)
+        .instrument(span.clone())
+        .await;
+    record_attempt(&span, &outcome);
+    metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).decrement(1.0);
+    metrics::histogram!("batchgate_upstream_request_duration_seconds", "deployment" => dep.clone())
+        .record(t.elapsed().as_secs_f64());
+    if let Some(kind) = outcome.error_kind() {
+        metrics::counter!("batchgate_upstream_errors_total", "deployment" => dep, "kind" => kind)
+            .increment(1);
+    }
+    outcome
 }
 
 impl Attempt {
+    /// Whether the replica failed to answer at all (connection refused or
+    /// reset, timeout) or answered 5xx: what an outage looks like. Any
+    /// other answer shows the replica up, whatever it says of the line.
+    fn is_outage_type(&self) -> bool {
+        match self {
+            Attempt::Success { .. } | Attempt::Rejected { .. } => false,
+            Attempt::Retryable { status, .. } => status.is_none_or(|s| s >= 500),
+        }
+    }
+
     /// The error class of an attempt, for metrics.
     fn error_kind(&self) -> Option<&'static str> {
         match self {
@@ -142,7 +204,12 @@ impl Attempt {
     }
 }
 
-async fn send(http: &reqwest::Client, deployment: &Deployment, url: &str, body: &Value) -> Attempt {
+async fn send(
+    http: &reqwest::Client,
+    deployment: &Deployment,
+    url: &str,
+    body: &Map<String, Value>,
+) -> Attempt {
     let mut req = http.post(url).timeout(deployment.timeout).json(body);
     if let Some(key) = &deployment.api_key {
         req = req.bearer_auth(key);
