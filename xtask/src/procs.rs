@@ -24,13 +24,28 @@ pub fn workspace_root() -> PathBuf {
 pub fn build_release() -> Result<PathBuf> {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(&cargo)
-        .args(["build", "--release", "-p", "batchgate"])
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--release", "-p", "batchgate"])
         .args(["-p", "batchgate-mock-vllm"])
-        .current_dir(&root)
-        .status()
-        .context("run cargo build")?
-        .success();
+        .current_dir(&root);
+    // Drop what `cargo run` set for xtask itself: some build scripts (ring's)
+    // rerun when CARGO_MANIFEST_DIR changes, so inheriting it would rebuild
+    // half the tree whenever a plain `cargo build --release` ran in between.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
+        {
+            cmd.env_remove(name.as_ref());
+        }
+    }
+    let ok = cmd.status().context("run cargo build")?.success();
     if !ok {
         bail!("release build failed");
     }

@@ -25,6 +25,9 @@ struct Run {
     input: Input,
     batch: String,
     notes: Vec<String>,
+    /// When the fault was lifted, and how to say so: the row then tells how
+    /// long the batch took to end after it.
+    lifted: Option<(Instant, &'static str)>,
 }
 
 /// Starts the mock (with `mock_args`) and the gateway (data in `data`),
@@ -55,6 +58,7 @@ async fn begin(
         input,
         batch,
         notes: Vec::new(),
+        lifted: None,
     })
 }
 
@@ -122,6 +126,10 @@ async fn finish(mut run: Run, patience: Duration, rescue: bool) -> Result<Row> {
     }
     let (status, tally, verdict) = match end {
         Some(b) => {
+            if let Some((at, what)) = run.lifted {
+                let secs = at.elapsed().as_secs_f64();
+                run.notes.push(format!("ended {secs:.1} s after {what}"));
+            }
             let stats = run.mock.stats().await?;
             let t = tally(&mut run.gw, &b, &run.input, &stats).await?;
             if t.unmatched > 0 {
@@ -270,6 +278,7 @@ pub async fn outage(ctx: &Ctx, dir: &Path) -> Result<Row> {
         tokio::time::sleep(POLL).await;
     }
     run.mock.restart()?;
+    run.lifted = Some((Instant::now(), "the upstream came back"));
     let during = run.gw.batch(&run.batch).await;
     run.notes.push(format!(
         "upstream down {} s from {done} lines done ({} when it came back)",
@@ -308,6 +317,7 @@ pub async fn full_disk(ctx: &Ctx, dir: &Path) -> Result<Row> {
         tokio::time::sleep(POLL).await;
     }
     std::fs::remove_file(&filler)?;
+    run.lifted = Some((Instant::now(), "space was freed"));
     let after = run.gw.batch(&run.batch).await;
     run.notes.push(format!(
         "disk filled ({} MiB) at {done} lines done, freed {} s later at {}; DELETE file while full: {status}{}",
