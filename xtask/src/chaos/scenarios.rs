@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::disk::{self, Tmpfs};
 use super::fleet::{config_yaml, write_input, Gateway, GatewayConfig, Input, Mock, MODEL};
-use super::report::{tally, Row, Verdict};
+use super::report::{tally, Row, Tally, Verdict};
 use super::Ctx;
 
 /// How long a gateway may take to stop after SIGTERM before it is killed.
@@ -217,15 +217,26 @@ pub async fn stop_loop(ctx: &Ctx, dir: &Path, how: Stop) -> Result<Row> {
     });
     let mut row = finish(run, ctx.patience(), false).await?;
     if let (Stop::Kill, Some(t)) = (how, &row.tally) {
-        let within = if t.resent <= bound as u64 {
-            "within"
-        } else {
-            "OVER"
-        };
-        row.notes
-            .push(format!("re-sent {} {within} bound", t.resent));
+        row.notes.push(bound_note(t, bound as u64));
     }
     Ok(row)
+}
+
+/// Splits kill9-loop's re-sent lines into attempts cut off in flight (no
+/// faults are injected, so every non-200 attempt of a repeated line is one)
+/// and lines answered but not yet journaled, and checks the excess 200s
+/// against the in-flight bound.
+fn bound_note(t: &Tally, bound: u64) -> String {
+    let cut_off = t.resent.saturating_sub(t.excess_200);
+    let within = if t.excess_200 <= bound {
+        "within"
+    } else {
+        "OVER"
+    };
+    format!(
+        "excess 200s {} {within} bound; re-sent = {cut_off} cut off in flight + {} answered but not yet journaled",
+        t.excess_200, t.excess_200
+    )
 }
 
 /// `0.1/0.1/2.3 s`.
