@@ -207,7 +207,7 @@ async fn run_one(ctx: &Ctx, which: Scenario, dir: &Path) -> Row {
     .await;
     let mut row = match result {
         Ok(row) => row,
-        Err(e) => Row::broken(which.name(), t.elapsed(), &e),
+        Err(e) => Row::broken(which.name(), &e),
     };
     row.name = which.name();
     row.wall = t.elapsed();
