@@ -2,14 +2,16 @@
 //! one table. Targets are checked here, by a person reading ratios — never
 //! by timed assertions in tests.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use serde_json::Value;
+use anyhow::{anyhow, bail, Result};
+
+use crate::api::Api;
+use crate::procs::{build_release, has, Proc};
 
 const KEY: &str = "sk-bench";
 
@@ -26,21 +28,6 @@ pub struct Args {
     seconds: u64,
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
 struct Row {
     what: String,
     result: String,
@@ -48,34 +35,14 @@ struct Row {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let ok = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "batchgate",
-            "-p",
-            "batchgate-mock-vllm",
-        ])
-        .current_dir(&root)
-        .status()?
-        .success();
-    if !ok {
-        bail!("release build failed");
-    }
-    let bin = root.join("target/release");
+    let bin = build_release()?;
     let work = std::env::temp_dir().join(format!("batchgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let rt = tokio::runtime::Runtime::new()?;
     let mut rows = Vec::new();
 
     // (e) idle, (a) uploads, (b) retrieves: one gateway, zero-latency mock.
-    let mock0 = start(
-        Command::new(bin.join("mock-vllm")).args(["--port", "0"]),
-        "mock-vllm",
-    )?;
+    let mock0 = start_mock(&bin, &["--port", "0"])?;
     let gw = start_gateway(&bin, &work.join("g1"), &mock0.1, args.concurrency)?;
     std::thread::sleep(Duration::from_secs(1));
     rows.push(Row {
@@ -93,7 +60,7 @@ pub fn run(args: Args) -> Result<()> {
             // The seed's client: purpose first, then the file.
             curl_upload(&gw.1, &path)?;
         } else {
-            rt.block_on(upload(&gw.1, &path))?;
+            rt.block_on(Api::new(&gw.1, KEY)?.upload(&path, "bench-model"))?;
         }
         let secs = t.elapsed().as_secs_f64();
         let peak = rss_kib(gw.0.pid(), "VmHWM")?;
@@ -111,9 +78,10 @@ pub fn run(args: Args) -> Result<()> {
     let small = work.join("small.jsonl");
     write_lines(&small, "bench-model", 10)?;
     let batch_id = rt.block_on(async {
-        let file = upload(&gw.1, &small).await?;
-        let batch = create(&gw.1, &file).await?;
-        wait(&gw.1, &batch).await?;
+        let api = Api::new(&gw.1, KEY)?;
+        let file = api.upload(&small, "bench-model").await?;
+        let batch = api.create(&file).await?;
+        api.wait_completed(&batch).await?;
         Ok::<_, anyhow::Error>(batch)
     })?;
     let url = format!("{}/v1/batches/{batch_id}", gw.1);
@@ -144,10 +112,7 @@ pub fn run(args: Args) -> Result<()> {
     drop(gw);
 
     // (c) the latency-bound batch on a fresh gateway.
-    let mock50 = start(
-        Command::new(bin.join("mock-vllm")).args(["--port", "0", "--latency-ms", "50"]),
-        "mock-vllm",
-    )?;
+    let mock50 = start_mock(&bin, &["--port", "0", "--latency-ms", "50"])?;
     let gw = start_gateway(&bin, &work.join("g2"), &mock50.1, args.concurrency)?;
     let path = work.join("latency.jsonl");
     write_lines(&path, "bench-model", args.lines)?;
@@ -176,26 +141,13 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn start(cmd: &mut Command, name: &str) -> Result<(Proc, String)> {
-    let mut child = Proc(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("start {name}"))?,
-    );
-    let stdout = child.0.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("listening on") => {
-                break l.rsplit(' ').next().unwrap_or_default().to_string();
-            }
-            Some(Ok(_)) => {}
-            _ => bail!("{name} did not start"),
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Ok((child, url))
+fn start_mock(bin: &Path, args: &[&str]) -> Result<(Proc, String)> {
+    Proc::start(
+        Command::new(bin.join("mock-vllm"))
+            .args(args)
+            .stderr(Stdio::null()),
+        "mock-vllm",
+    )
 }
 
 fn start_gateway(
@@ -209,13 +161,14 @@ fn start_gateway(
         "model_list:\n- model_name: bench-model\n  litellm_params:\n    model: hosted_vllm/meta-llama/Llama-2-7b-chat-hf\n    api_base: {upstream}\n    max_parallel_requests: {concurrency}\n    batch_api: gateway\ngeneral_settings:\n  master_key: {KEY}\n  max_file_size_mb: 1024\nbatch_settings:\n  max_lines: 1000000\n  max_input_mb: 1024\n"
     );
     std::fs::write(dir.join("config.yaml"), config)?;
-    start(
+    Proc::start(
         Command::new(bin.join("batchgate"))
             .arg("--config")
             .arg(dir.join("config.yaml"))
             .args(["--port", "0", "--data-dir"])
             .arg(dir.join("data"))
-            .env("RUST_LOG", "warn"),
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null()),
         "batchgate",
     )
 }
@@ -230,15 +183,6 @@ fn write_lines(path: &Path, model: &str, n: usize) -> Result<()> {
     }
     f.flush()?;
     Ok(())
-}
-
-fn has(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
 }
 
 fn curl_upload(base: &str, path: &Path) -> Result<()> {
@@ -325,70 +269,13 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-async fn upload(base: &str, path: &Path) -> Result<String> {
-    let file = tokio::fs::File::open(path).await?;
-    let len = file.metadata().await?.len();
-    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(file), len)
-        .file_name("bench.jsonl");
-    let form = reqwest::multipart::Form::new()
-        .text("purpose", "batch")
-        .part("file", part);
-    let v: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/files"))
-        .bearer_auth(KEY)
-        .header("x-litellm-model", "bench-model")
-        .multipart(form)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    v["id"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("upload: {v}"))
-}
-
-async fn create(base: &str, file_id: &str) -> Result<String> {
-    let v: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/batches"))
-        .bearer_auth(KEY)
-        .json(&serde_json::json!({"input_file_id": file_id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    v["id"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("create: {v}"))
-}
-
-async fn wait(base: &str, batch_id: &str) -> Result<()> {
-    let http = reqwest::Client::new();
-    loop {
-        let v: Value = http
-            .get(format!("{base}/v1/batches/{batch_id}"))
-            .bearer_auth(KEY)
-            .send()
-            .await?
-            .json()
-            .await?;
-        match v["status"].as_str() {
-            Some("completed") => return Ok(()),
-            Some("failed" | "cancelled" | "expired") => bail!("batch ended {v}"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 /// Upload, then time create → completed.
 async fn run_batch(base: &str, path: &Path) -> Result<f64> {
-    let file = upload(base, path).await?;
+    let api = Api::new(base, KEY)?;
+    let file = api.upload(path, "bench-model").await?;
     let t = Instant::now();
-    let batch = create(base, &file).await?;
-    wait(base, &batch).await?;
+    let batch = api.create(&file).await?;
+    api.wait_completed(&batch).await?;
     Ok(t.elapsed().as_secs_f64())
 }
 

@@ -4,9 +4,20 @@
 //! - `quickstart`: mock vLLM + batchgate on the embedded store, the seed's
 //!   flow once, then keep serving.
 //! - `bench`: load runs against the release binaries, as one table.
+//! - `chaos`: fault scenarios (SIGKILL loop, SIGTERM, upstream fault mix,
+//!   upstream outage, full disk) against the release binaries; one table
+//!   row each with lines lost, duplicated, in the error file and upstream
+//!   calls repeated. Exits non-zero if a scenario lost or duplicated lines.
+//!   Not part of CI.
+//!
+//! `procs` (child processes, release build) and `api` (the Files/Batch
+//! calls) are shared by the load runs.
 
+mod api;
 mod bench;
+mod chaos;
 mod ci;
+mod procs;
 mod quickstart;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +37,8 @@ enum Task {
     Quickstart(quickstart::Args),
     /// Load runs against release binaries; prints one table.
     Bench(bench::Args),
+    /// Fault scenarios against release binaries; prints one table.
+    Chaos(chaos::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Task::Ci(args) => ci::run(args),
         Task::Quickstart(args) => quickstart::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::Chaos(args) => chaos::run(args),
     }
 }

@@ -1,12 +1,12 @@
 //! `cargo xtask quickstart`: the README's first command.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
+
+use crate::procs::{workspace_root, Proc};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,18 +21,8 @@ pub struct Args {
     exit: bool,
 }
 
-/// Kills the child when dropped, so Ctrl-C or an error leaves nothing behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub fn run(args: Args) -> Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(["build", "-p", "batchgate", "-p", "batchgate-mock-vllm"])
@@ -82,30 +72,12 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn spawn(cmd: &mut Command, name: &str) -> Result<Guard> {
-    let mut child = Guard(
-        cmd.stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?,
-    );
-    let stdout = child
-        .0
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("no stdout from {name}"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("listening on") => {
-                println!("{line}");
-                break;
-            }
-            Some(Ok(_)) => {}
-            _ => bail!("{name} exited before it was ready (is its port taken?)"),
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    Ok(child)
+/// Starts a binary (killed when the guard drops, so Ctrl-C or an error
+/// leaves nothing behind) and echoes its `listening on` line.
+fn spawn(cmd: &mut Command, name: &str) -> Result<Proc> {
+    let (proc, url) = Proc::start(cmd, name)?;
+    println!("{name} listening on {url}");
+    Ok(proc)
 }
 
 /// The seed's flow: upload with x-litellm-model, create, poll, download.

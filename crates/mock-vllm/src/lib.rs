@@ -52,7 +52,7 @@
 //! 4. the configured latency elapses;
 //! 5. a drop, 500 or 429 fault is applied;
 //! 6. the body is validated (400/404) and answered; 200s count in
-//!    [`MockStats::succeeded`].
+//!    [`MockStats::succeeded`] and [`MockStats::succeeded_by_body`].
 
 mod config;
 mod responses;

@@ -163,7 +163,7 @@ async fn infer(state: Arc<AppState>, ep: Endpoint, headers: HeaderMap, raw: Byte
     };
     match answered {
         Ok((json, prompt, completion)) => {
-            state.with_stats(|s| s.record_success(prompt, completion));
+            state.with_stats(|s| s.record_success(&digest, prompt, completion));
             (StatusCode::OK, Json(json)).into_response()
         }
         Err(message) => responses::bad_request(&message),

@@ -24,6 +24,10 @@ pub struct MockStats {
     /// bodies that are not JSON are keyed by the SHA-256 of their raw bytes).
     /// Requests rejected by authentication are not counted here.
     pub by_body: HashMap<String, u64>,
+    /// Requests answered `200 OK` per body digest: how many times the
+    /// upstream did the work for one body (a body answered twice was paid
+    /// for twice, whether or not the client saw both answers).
+    pub succeeded_by_body: HashMap<String, u64>,
     /// Sum of `usage.prompt_tokens` over successful answers.
     pub prompt_tokens: u64,
     /// Sum of `usage.completion_tokens` over successful answers.
@@ -34,6 +38,11 @@ impl MockStats {
     /// Attempts seen so far for the body with this digest (0 if none).
     pub fn attempts_for(&self, digest: &str) -> u64 {
         self.by_body.get(digest).copied().unwrap_or(0)
+    }
+
+    /// `200 OK` answers so far for the body with this digest (0 if none).
+    pub fn successes_for(&self, digest: &str) -> u64 {
+        self.succeeded_by_body.get(digest).copied().unwrap_or(0)
     }
 
     /// Requests received on one endpoint path (0 if none).
@@ -53,8 +62,17 @@ impl MockStats {
         *n
     }
 
-    pub(crate) fn record_success(&mut self, prompt_tokens: u64, completion_tokens: u64) {
+    pub(crate) fn record_success(
+        &mut self,
+        digest: &str,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    ) {
         self.succeeded += 1;
+        *self
+            .succeeded_by_body
+            .entry(digest.to_string())
+            .or_insert(0) += 1;
         self.prompt_tokens += prompt_tokens;
         self.completion_tokens += completion_tokens;
     }

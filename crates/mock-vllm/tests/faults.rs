@@ -72,6 +72,8 @@ async fn fail_first_n_fails_each_body_n_times() {
     assert_eq!(stats.succeeded, 1);
     assert_eq!(stats.attempts_for(&body_digest(&body)), 3);
     assert_eq!(stats.attempts_for(&body_digest(&chat_body("another"))), 1);
+    assert_eq!(stats.successes_for(&body_digest(&body)), 1);
+    assert_eq!(stats.successes_for(&body_digest(&chat_body("another"))), 0);
     mock.shutdown().await;
 }
 
@@ -254,6 +256,7 @@ async fn stats_over_http_reset_and_runtime_faults() {
     assert_eq!(over_http.endpoint("/v1/chat/completions"), 2);
     assert_eq!(over_http.endpoint("/v1/embeddings"), 1);
     assert_eq!(over_http.attempts_for(&body_digest(&body)), 2);
+    assert_eq!(over_http.successes_for(&body_digest(&body)), 2);
     assert_eq!(over_http.prompt_tokens, 2 * 2 + 1);
     assert_eq!(over_http.completion_tokens, 2 * 16);
 
