@@ -105,16 +105,70 @@ impl BatchSettings {
     }
 }
 
-/// Parses a window like `24h`, `90m`, `30s`, `2d` into seconds.
+/// Parses a window like `24h`, `90m`, `30s`, `2d` into seconds: ASCII
+/// digits then one unit letter. Anything else (a sign, spaces, a non-ASCII
+/// character, a product past `u64`) is `None`, never a panic: clients send
+/// these strings (`completion_window`, `budget_duration`).
 pub fn window_seconds(window: &str) -> Option<u64> {
-    let (digits, unit) = window.split_at(window.len().checked_sub(1)?);
+    let unit = window.chars().last()?;
+    let digits = window.strip_suffix(unit)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
         _ => return None,
     };
     n.checked_mul(scale).filter(|s| *s > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_seconds;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_string_parses_or_is_refused_without_panicking(s in any::<String>()) {
+            if let Some(secs) = window_seconds(&s) {
+                prop_assert!(secs > 0);
+                prop_assert!(s.is_ascii());
+            }
+        }
+
+        #[test]
+        fn digits_and_a_unit_scale_exactly(n in 1u64..=1_000_000_000, unit in "[smhd]") {
+            let scale = match unit.as_str() { "s" => 1, "m" => 60, "h" => 3600, _ => 86_400 };
+            prop_assert_eq!(window_seconds(&format!("{n}{unit}")), Some(n * scale));
+        }
+    }
+
+    #[test]
+    fn odd_windows_are_refused() {
+        for w in [
+            "3é",
+            "ñd",
+            "é",
+            "+5d",
+            " 5d",
+            "5 d",
+            "-5d",
+            "0d",
+            "99999999999999999999d",
+            "9223372036854775807d",
+            "5dd",
+            "5w",
+            "",
+        ] {
+            assert_eq!(window_seconds(w), None, "{w:?}");
+        }
+        assert_eq!(
+            window_seconds("9223372036854775807s"),
+            Some(9_223_372_036_854_775_807)
+        );
+    }
 }
