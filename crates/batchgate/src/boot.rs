@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("cannot open the metadata store")?;
     let blobs = Blobs::local(&cli.data_dir.join("blobs")).context("cannot open the blob store")?;
+    let server_settings = config.server;
     let gw = Gateway {
         store: Arc::new(store),
         blobs,
@@ -68,7 +69,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(models = ?state.gw.router.model_names(), "batchgate listening on http://{addr}");
     println!("batchgate listening on http://{addr}");
-    batchgate_server::serve(listener, state, auth).await?;
+    batchgate_server::serve(
+        listener,
+        state,
+        auth,
+        &server_settings,
+        batchgate_server::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

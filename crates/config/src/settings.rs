@@ -105,6 +105,53 @@ impl BatchSettings {
     }
 }
 
+/// `server_settings`: how the HTTP server treats connections, so that
+/// silent or slow clients cannot hold the gateway's sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Seconds a client has to send a request's headers: from connecting
+    /// for a new connection, from the first byte of the next request on a
+    /// kept-alive one. A client that sends nothing, or stops mid-header, is
+    /// disconnected after this.
+    pub header_read_timeout_seconds: f64,
+    /// Seconds a kept-alive connection may sit idle between requests.
+    pub keep_alive_timeout_seconds: f64,
+    /// Most connections served at once. At the cap the gateway stops
+    /// accepting (new clients wait in the listen backlog) until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            header_read_timeout_seconds: 30.0,
+            keep_alive_timeout_seconds: 75.0,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The longest accepted timeout: a day.
+    pub const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+    /// The largest accepted `max_connections`.
+    pub const MAX_CONNECTIONS: usize = 1_000_000;
+
+    pub fn header_read_timeout(&self) -> std::time::Duration {
+        seconds(self.header_read_timeout_seconds)
+    }
+
+    pub fn keep_alive_timeout(&self) -> std::time::Duration {
+        seconds(self.keep_alive_timeout_seconds)
+    }
+}
+
+/// A validated number of seconds as a duration (a day if out of range).
+fn seconds(s: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(s).unwrap_or(std::time::Duration::from_secs(86_400))
+}
+
 /// Parses a window like `24h`, `90m`, `30s`, `2d` into seconds: ASCII
 /// digits then one unit letter. Anything else (a sign, spaces, a non-ASCII
 /// character, a product past `u64`) is `None`, never a panic: clients send
