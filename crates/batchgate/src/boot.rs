@@ -8,6 +8,7 @@ use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles};
 use batchgate_ids::IdCodec;
 use batchgate_server::{AppState, Auth};
 use batchgate_store::{Blobs, SqliteStore};
+use futures::FutureExt;
 
 use crate::{providers, Cli};
 
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .context("cannot open the metadata store")?;
     let blobs = Blobs::local(&cli.data_dir.join("blobs")).context("cannot open the blob store")?;
+    let server_settings = config.server;
     let gw = Gateway {
         store: Arc::new(store),
         blobs,
@@ -68,36 +70,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(models = ?state.gw.router.model_names(), "batchgate listening on http://{addr}");
     println!("batchgate listening on http://{addr}");
-    // The engine stops with the HTTP side: on SIGTERM/SIGINT it sends no
-    // new line and lets in-flight upstream calls finish and be journaled,
-    // so a graceful stop re-sends nothing after the restart.
+    // The engine stops with the HTTP side, concurrently: on SIGTERM/SIGINT
+    // it sends no new line and lets in-flight upstream calls finish and be
+    // journaled, so a graceful stop re-sends nothing after the restart.
+    let stop = batchgate_server::shutdown_signal().shared();
     let engine = state.batches.clone();
-    let engine_stopped = tokio::spawn(async move {
-        stop_signal().await;
-        engine.shutdown().await;
+    let engine_stopped = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            stop.await;
+            engine.shutdown().await;
+        }
     });
-    batchgate_server::serve(listener, state, auth).await?;
+    batchgate_server::serve(listener, state, auth, &server_settings, stop).await?;
     if let Err(e) = engine_stopped.await {
         tracing::warn!(error = %e, "batch engine shutdown failed");
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// SIGINT or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// This process's name in batch leases: stable for one data directory, so a

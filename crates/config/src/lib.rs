@@ -13,4 +13,4 @@ mod settings;
 pub use error::ConfigError;
 pub use model::{Config, DEFAULT_ENDPOINTS};
 pub use router::Router;
-pub use settings::{window_seconds, BatchSettings, BudgetPolicy, GeneralSettings};
+pub use settings::{window_seconds, BatchSettings, BudgetPolicy, GeneralSettings, ServerSettings};

@@ -8,7 +8,7 @@ use batchgate_core::Deployment;
 use sha2::{Digest, Sha256};
 
 use crate::raw::{self, RawModel};
-use crate::{window_seconds, BatchSettings, ConfigError, GeneralSettings};
+use crate::{window_seconds, BatchSettings, ConfigError, GeneralSettings, ServerSettings};
 
 /// Batch endpoints a vLLM deployment serves unless `litellm_params.endpoints`
 /// narrows them.
@@ -26,6 +26,7 @@ pub struct Config {
     pub deployments: Vec<Deployment>,
     pub general: GeneralSettings,
     pub batch: BatchSettings,
+    pub server: ServerSettings,
 }
 
 impl Config {
@@ -85,12 +86,44 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        check_server(&raw.server_settings)?;
         Ok(Config {
             deployments,
             general: raw.general_settings,
             batch: raw.batch_settings,
+            server: raw.server_settings,
         })
     }
+}
+
+/// Timeouts must be positive and at most a day; the connection cap from 1
+/// to [`ServerSettings::MAX_CONNECTIONS`].
+fn check_server(s: &ServerSettings) -> Result<(), ConfigError> {
+    for (field, v) in [
+        ("header_read_timeout_seconds", s.header_read_timeout_seconds),
+        ("keep_alive_timeout_seconds", s.keep_alive_timeout_seconds),
+    ] {
+        if !(v > 0.0 && v <= ServerSettings::MAX_TIMEOUT_SECONDS) {
+            return Err(ConfigError::invalid(
+                format!("server_settings.{field}"),
+                format!(
+                    "must be more than 0 and at most {} seconds, got {v}",
+                    ServerSettings::MAX_TIMEOUT_SECONDS
+                ),
+            ));
+        }
+    }
+    if !(1..=ServerSettings::MAX_CONNECTIONS).contains(&s.max_connections) {
+        return Err(ConfigError::invalid(
+            "server_settings.max_connections",
+            format!(
+                "must be from 1 to {}, got {}",
+                ServerSettings::MAX_CONNECTIONS,
+                s.max_connections
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn deployment(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{BatchSettings, ConfigError, GeneralSettings};
+use crate::{BatchSettings, ConfigError, GeneralSettings, ServerSettings};
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawConfig {
@@ -16,6 +16,8 @@ pub(crate) struct RawConfig {
     pub general_settings: GeneralSettings,
     #[serde(default)]
     pub batch_settings: BatchSettings,
+    #[serde(default)]
+    pub server_settings: ServerSettings,
 }
 
 #[derive(Debug, Deserialize)]

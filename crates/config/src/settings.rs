@@ -115,16 +115,117 @@ impl BatchSettings {
     }
 }
 
-/// Parses a window like `24h`, `90m`, `30s`, `2d` into seconds.
+/// `server_settings`: how the HTTP server treats connections, so that
+/// silent or slow clients cannot hold the gateway's sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerSettings {
+    /// Seconds a client has to send a request's headers: from connecting
+    /// for a new connection, from the first byte of the next request on a
+    /// kept-alive one. A client that sends nothing, or stops mid-header, is
+    /// disconnected after this.
+    pub header_read_timeout_seconds: f64,
+    /// Seconds a kept-alive connection may sit idle between requests.
+    pub keep_alive_timeout_seconds: f64,
+    /// Most connections served at once. At the cap the gateway stops
+    /// accepting (new clients wait in the listen backlog) until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            header_read_timeout_seconds: 30.0,
+            keep_alive_timeout_seconds: 75.0,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The longest accepted timeout: a day.
+    pub const MAX_TIMEOUT_SECONDS: f64 = 86_400.0;
+    /// The largest accepted `max_connections`.
+    pub const MAX_CONNECTIONS: usize = 1_000_000;
+
+    pub fn header_read_timeout(&self) -> std::time::Duration {
+        seconds(self.header_read_timeout_seconds)
+    }
+
+    pub fn keep_alive_timeout(&self) -> std::time::Duration {
+        seconds(self.keep_alive_timeout_seconds)
+    }
+}
+
+/// A validated number of seconds as a duration (a day if out of range).
+fn seconds(s: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(s).unwrap_or(std::time::Duration::from_secs(86_400))
+}
+
+/// Parses a window like `24h`, `90m`, `30s`, `2d` into seconds: ASCII
+/// digits then one unit letter. Anything else (a sign, spaces, a non-ASCII
+/// character, a product past `u64`) is `None`, never a panic: clients send
+/// these strings (`completion_window`, `budget_duration`).
 pub fn window_seconds(window: &str) -> Option<u64> {
-    let (digits, unit) = window.split_at(window.len().checked_sub(1)?);
+    let unit = window.chars().last()?;
+    let digits = window.strip_suffix(unit)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
         _ => return None,
     };
     n.checked_mul(scale).filter(|s| *s > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_seconds;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_string_parses_or_is_refused_without_panicking(s in any::<String>()) {
+            if let Some(secs) = window_seconds(&s) {
+                prop_assert!(secs > 0);
+                prop_assert!(s.is_ascii());
+            }
+        }
+
+        #[test]
+        fn digits_and_a_unit_scale_exactly(n in 1u64..=1_000_000_000, unit in "[smhd]") {
+            let scale = match unit.as_str() { "s" => 1, "m" => 60, "h" => 3600, _ => 86_400 };
+            prop_assert_eq!(window_seconds(&format!("{n}{unit}")), Some(n * scale));
+        }
+    }
+
+    #[test]
+    fn odd_windows_are_refused() {
+        for w in [
+            "3é",
+            "ñd",
+            "é",
+            "+5d",
+            " 5d",
+            "5 d",
+            "-5d",
+            "0d",
+            "99999999999999999999d",
+            "9223372036854775807d",
+            "5dd",
+            "5w",
+            "",
+        ] {
+            assert_eq!(window_seconds(w), None, "{w:?}");
+        }
+        assert_eq!(
+            window_seconds("9223372036854775807s"),
+            Some(9_223_372_036_854_775_807)
+        );
+    }
 }

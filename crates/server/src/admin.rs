@@ -4,7 +4,6 @@
 
 use axum::extract::State;
 use axum::Json;
-use batchgate_config::window_seconds;
 use batchgate_core::ApiError;
 use batchgate_engine::Gateway;
 use batchgate_store::{KeyRecord, TeamRecord};
@@ -13,6 +12,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+mod input;
+
+use self::input::{KeyInput, TeamInput};
 use crate::auth::{key_hash, Auth};
 use crate::error::HttpResult;
 use crate::extract::{ApiJson, ApiQuery, Ctx};
@@ -34,50 +36,6 @@ pub(crate) fn master_only(ctx: &batchgate_core::RequestCtx) -> Result<(), ApiErr
     }
 }
 
-/// Fields settable on a key (all optional on update).
-#[derive(Debug, Default, Deserialize)]
-pub struct KeyFields {
-    key: Option<String>,
-    key_alias: Option<String>,
-    team_id: Option<String>,
-    models: Option<Vec<String>>,
-    max_budget: Option<Value>,
-    budget_duration: Option<String>,
-    metadata: Option<Value>,
-}
-
-fn budget_seconds(duration: &Option<String>) -> Result<Option<i64>, ApiError> {
-    duration
-        .as_deref()
-        .map(|d| {
-            window_seconds(d)
-                .and_then(|s| i64::try_from(s).ok())
-                .ok_or_else(|| {
-                    ApiError::invalid_request(format!(
-                        "budget_duration '{d}' is not like 30s, 30m, 24h or 30d."
-                    ))
-                    .with_param("budget_duration")
-                })
-        })
-        .transpose()
-}
-
-/// `max_budget` as an exact, non-negative decimal (`null` means none).
-fn budget_value(v: &Option<Value>) -> Result<Option<Decimal>, ApiError> {
-    let bad =
-        |m: String| ApiError::invalid_request(format!("max_budget: {m}")).with_param("max_budget");
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => {
-            let d = batchgate_cost::decimal_of(v).map_err(bad)?;
-            if d.is_sign_negative() {
-                return Err(bad("must not be negative".into()));
-            }
-            Ok(Some(d))
-        }
-    }
-}
-
 fn key_json(k: &KeyRecord, key: Option<&str>) -> Value {
     let mut v = serde_json::to_value(k).unwrap_or_default();
     v["token"] = json!(k.key_id);
@@ -90,33 +48,22 @@ fn key_json(k: &KeyRecord, key: Option<&str>) -> Value {
 pub async fn generate(
     State(st): State<AdminState>,
     Ctx(ctx): Ctx,
-    ApiJson(f): ApiJson<KeyFields>,
+    ApiJson(body): ApiJson<Value>,
 ) -> HttpResult<Json<Value>> {
     master_only(&ctx)?;
-    let max_budget = budget_value(&f.max_budget)?;
-    let seconds = budget_seconds(&f.budget_duration)?;
+    let f = KeyInput::parse(body)?;
+    let key = f.custom_key()?.unwrap_or_else(|| format!("sk-{}", hex(24)));
     let now = st.gw.now();
-    let key = match f.key {
-        Some(k) if k.len() >= 8 => k,
-        Some(_) => {
-            return Err(
-                ApiError::invalid_request("A custom key must be at least 8 characters.")
-                    .with_param("key")
-                    .into(),
-            )
-        }
-        None => format!("sk-{}", hex(24)),
-    };
     let record = KeyRecord {
         key_id: format!("key_{}", hex(12)),
         key_hash: key_hash(&key),
         key_alias: f.key_alias,
         team_id: f.team_id,
         models: f.models.unwrap_or_default(),
-        max_budget,
-        budget_duration: f.budget_duration,
-        budget_seconds: seconds,
-        budget_reset_at: seconds.map(|s| now + s),
+        max_budget: f.max_budget,
+        budget_reset_at: f.budget.as_ref().map(|p| now.saturating_add(p.seconds)),
+        budget_seconds: f.budget.as_ref().map(|p| p.seconds),
+        budget_duration: f.budget.map(|p| p.duration),
         spend: Decimal::ZERO,
         metadata: f.metadata.unwrap_or_else(|| json!({})),
         created_at: now,
@@ -141,15 +88,16 @@ async fn find_key(st: &AdminState, key: &str) -> Result<KeyRecord, ApiError> {
 pub async fn update(
     State(st): State<AdminState>,
     Ctx(ctx): Ctx,
-    ApiJson(f): ApiJson<KeyFields>,
+    ApiJson(body): ApiJson<Value>,
 ) -> HttpResult<Json<Value>> {
     master_only(&ctx)?;
+    // Every field is checked before the key is looked up or changed.
+    let f = KeyInput::parse(body)?;
     let name = f
         .key
         .clone()
         .ok_or_else(|| ApiError::invalid_request("Missing 'key'.").with_param("key"))?;
     let mut k = find_key(&st, &name).await?;
-    let max_budget = budget_value(&f.max_budget)?;
     if f.key_alias.is_some() {
         k.key_alias = f.key_alias;
     }
@@ -160,12 +108,12 @@ pub async fn update(
         k.models = m;
     }
     if f.max_budget.is_some() {
-        k.max_budget = max_budget;
+        k.max_budget = f.max_budget;
     }
-    if f.budget_duration.is_some() {
-        k.budget_seconds = budget_seconds(&f.budget_duration)?;
-        k.budget_reset_at = k.budget_seconds.map(|s| st.gw.now() + s);
-        k.budget_duration = f.budget_duration;
+    if let Some(p) = f.budget {
+        k.budget_reset_at = Some(st.gw.now().saturating_add(p.seconds));
+        k.budget_seconds = Some(p.seconds);
+        k.budget_duration = Some(p.duration);
     }
     if let Some(m) = f.metadata {
         k.metadata = m;
@@ -175,19 +123,15 @@ pub async fn update(
     Ok(Json(key_json(&k, None)))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct DeleteKeys {
-    keys: Vec<String>,
-}
-
 pub async fn delete(
     State(st): State<AdminState>,
     Ctx(ctx): Ctx,
-    ApiJson(d): ApiJson<DeleteKeys>,
+    ApiJson(body): ApiJson<Value>,
 ) -> HttpResult<Json<Value>> {
     master_only(&ctx)?;
+    let keys = input::delete_keys(body)?;
     let mut deleted = Vec::new();
-    for name in &d.keys {
+    for name in &keys {
         let k = find_key(&st, name).await?;
         if st.gw.store.delete_key(&k.key_id).await? {
             deleted.push(k.key_id);
@@ -226,36 +170,37 @@ pub async fn info(
     Ok(Json(json!({ "key": k.key_id, "info": key_json(&k, None) })))
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct TeamFields {
-    team_id: Option<String>,
-    team_alias: Option<String>,
-    max_budget: Option<Value>,
-    budget_duration: Option<String>,
-}
-
 pub async fn team_upsert(
     State(st): State<AdminState>,
     Ctx(ctx): Ctx,
-    ApiJson(f): ApiJson<TeamFields>,
+    ApiJson(body): ApiJson<Value>,
 ) -> HttpResult<Json<TeamRecord>> {
     master_only(&ctx)?;
-    let max_budget = budget_value(&f.max_budget)?;
-    let seconds = budget_seconds(&f.budget_duration)?;
+    let f = TeamInput::parse(body)?;
     let now = st.gw.now();
     let team_id = f.team_id.unwrap_or_else(|| format!("team_{}", hex(8)));
     let existing = st.gw.store.team(&team_id).await?;
+    let kept = |get: fn(&TeamRecord) -> Option<i64>| existing.as_ref().and_then(get);
     let team = TeamRecord {
         team_alias: f
             .team_alias
             .or(existing.as_ref().and_then(|t| t.team_alias.clone())),
-        max_budget: max_budget.or(existing.as_ref().and_then(|t| t.max_budget)),
-        budget_seconds: seconds.or(existing.as_ref().and_then(|t| t.budget_seconds)),
-        budget_reset_at: seconds
-            .map(|s| now + s)
-            .or(existing.as_ref().and_then(|t| t.budget_reset_at)),
+        max_budget: f
+            .max_budget
+            .or(existing.as_ref().and_then(|t| t.max_budget)),
+        budget_seconds: f
+            .budget
+            .as_ref()
+            .map(|p| p.seconds)
+            .or(kept(|t| t.budget_seconds)),
+        budget_reset_at: f
+            .budget
+            .as_ref()
+            .map(|p| now.saturating_add(p.seconds))
+            .or(kept(|t| t.budget_reset_at)),
         budget_duration: f
-            .budget_duration
+            .budget
+            .map(|p| p.duration)
             .or(existing.as_ref().and_then(|t| t.budget_duration.clone())),
         spend: existing.as_ref().map_or(Decimal::ZERO, |t| t.spend),
         created_at: existing.as_ref().map_or(now, |t| t.created_at),

@@ -1,8 +1,7 @@
-//! The router, its shared state, and serving with graceful shutdown.
+//! The router and its shared state (serving it is [`crate::serve`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -139,65 +138,4 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let mut r = HttpError(ApiError::internal("The gateway hit an internal error.")).into_response();
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     r
-}
-
-/// Serves until SIGINT/SIGTERM, then drains in-flight requests. Also runs
-/// the sweeper that removes expired files.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    auth: Auth,
-) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_expired(state.catalog.clone(), state.gw.clone()));
-    let app = router(state, auth);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
-    sweeper.abort();
-    result
-}
-
-async fn sweep_expired(catalog: LocalFiles, gw: Gateway) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        match gw.store.reset_budgets(gw.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(reset = n, "budget periods restarted"),
-            Err(e) => tracing::warn!(error = %e, "budget reset failed"),
-        }
-        match catalog.sweep_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "expired files removed"),
-            Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down: draining in-flight requests");
 }

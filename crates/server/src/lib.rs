@@ -16,12 +16,14 @@ mod guard;
 mod health;
 mod metrics;
 mod registry;
+mod serve;
 mod spend;
 pub mod telemetry;
 mod upload;
 
-pub use app::{router, serve, AppState};
+pub use app::{router, AppState};
 pub use auth::{key_hash, Auth};
 pub use error::HttpError;
 pub use metrics::handle as metrics_handle;
 pub use registry::Providers;
+pub use serve::{serve, shutdown_signal};

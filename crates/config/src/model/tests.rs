@@ -159,3 +159,46 @@ fn bad_completion_window_is_rejected() {
     assert_eq!(window_seconds("30s"), Some(30));
     assert_eq!(window_seconds("h"), None);
 }
+
+#[test]
+fn server_settings_default_and_are_range_checked() {
+    let cfg = parse("").unwrap();
+    assert_eq!(cfg.server.header_read_timeout_seconds, 30.0);
+    assert_eq!(cfg.server.keep_alive_timeout_seconds, 75.0);
+    assert_eq!(cfg.server.max_connections, 4096);
+    let cfg = parse("server_settings:\n  header_read_timeout_seconds: 0.5\n  max_connections: 2\n")
+        .unwrap();
+    assert_eq!(
+        cfg.server.header_read_timeout(),
+        std::time::Duration::from_millis(500)
+    );
+    assert_eq!(cfg.server.max_connections, 2);
+    for (yaml, field) in [
+        (
+            "header_read_timeout_seconds: 0",
+            "header_read_timeout_seconds",
+        ),
+        (
+            "header_read_timeout_seconds: -1",
+            "header_read_timeout_seconds",
+        ),
+        (
+            "header_read_timeout_seconds: .nan",
+            "header_read_timeout_seconds",
+        ),
+        (
+            "keep_alive_timeout_seconds: 1e9",
+            "keep_alive_timeout_seconds",
+        ),
+        ("max_connections: 0", "max_connections"),
+        ("max_connections: 2000000", "max_connections"),
+    ] {
+        let err = parse(&format!("server_settings:\n  {yaml}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("server_settings.{field}")),
+            "{err}"
+        );
+    }
+}

@@ -166,7 +166,7 @@ impl Forwarder {
     ) -> Result<ListPage<Batch>, ApiError> {
         let mut params = vec![("limit", q.limit.to_string())];
         if let Some(after) = &q.after {
-            match self.upstream_id_of(Kind::Batch, after).await? {
+            match self.cursor_upstream_id(ctx, Kind::Batch, after).await? {
                 Some(up) => params.push(("after", up)),
                 None => return Ok(ListPage::new(vec![], false, |b: &Batch| &b.id)),
             }

@@ -195,7 +195,7 @@ impl Forwarder {
             params.push(("purpose", p.as_str().to_string()));
         }
         if let Some(after) = &q.after {
-            match self.upstream_id_of(Kind::File, after).await? {
+            match self.cursor_upstream_id(ctx, Kind::File, after).await? {
                 Some(up) => params.push(("after", up)),
                 None => return Ok(ListPage::new(vec![], false, |f: &FileObject| &f.id)),
             }
@@ -216,33 +216,42 @@ impl Forwarder {
         Ok(ListPage::new(data, has_more, |f: &FileObject| &f.id))
     }
 
-    /// The upstream ID behind a gateway ID (inline, or via the catalog).
-    pub(super) async fn upstream_id_of(
+    /// The upstream ID behind a listing cursor (inline, or via the catalog),
+    /// or `None` when it is unknown or not the caller's: a cursor the caller
+    /// may not see must page exactly like an unknown one, or the upstream's
+    /// answer would reveal where another tenant's object sits.
+    pub(super) async fn cursor_upstream_id(
         &self,
+        ctx: &RequestCtx,
         kind: Kind,
         public_id: &str,
     ) -> Result<Option<String>, ApiError> {
         let Ok(routed) = self.gw.route(kind, public_id) else {
             return Ok(None);
         };
-        if routed.upstream_id.is_some() {
-            return Ok(routed.upstream_id);
-        }
-        Ok(match kind {
+        let caller = &ctx.caller;
+        let row = match kind {
             Kind::File => self
                 .gw
                 .store
                 .get_file(&routed.local_key, i64::MIN)
                 .await
                 .map_err(store_err)?
-                .and_then(|r| r.upstream_id),
+                .map(|r| (r.owner, r.upstream_id)),
             Kind::Batch => self
                 .gw
                 .store
                 .get_batch(&routed.local_key)
                 .await
                 .map_err(store_err)?
-                .and_then(|r| r.upstream_id),
+                .map(|r| (r.owner, r.upstream_id)),
+        };
+        Ok(match row {
+            Some((owner, upstream)) if owner.visible_to(caller) => routed.upstream_id.or(upstream),
+            // The master key may page from an inline ID the catalog has not
+            // adopted yet; nobody else owns such an object.
+            None if caller.is_master => routed.upstream_id,
+            _ => None,
         })
     }
 }

@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::files::insert_file_on;
 use super::spend::Charged;
-use super::SqliteStore;
+use super::{push_visible_to, SqliteStore};
 use crate::{
     BatchRecord, BatchStore, FileRecord, Lease, LineResult, Owner, Page, StoreError, Transition,
 };
@@ -80,31 +80,29 @@ impl BatchStore for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<BatchRecord>, StoreError> {
+        // A batch the caller may not see is no cursor: paging from it looks
+        // exactly like paging from an unknown ID (nothing leaks).
         let cursor: Option<i64> = match after {
             None => None,
-            Some(key) => match sqlx::query_scalar("SELECT seq FROM batches WHERE key = ?")
-                .bind(key)
-                .fetch_optional(self.pool())
-                .await?
-            {
-                Some(seq) => Some(seq),
-                None => {
-                    return Ok(Page {
-                        items: vec![],
-                        has_more: false,
-                    })
+            Some(key) => {
+                let mut q: QueryBuilder<'_, Sqlite> =
+                    QueryBuilder::new("SELECT seq FROM batches WHERE key = ");
+                q.push_bind(key.to_string());
+                push_visible_to(&mut q, caller);
+                match q.build_query_scalar().fetch_optional(self.pool()).await? {
+                    Some(seq) => Some(seq),
+                    None => {
+                        return Ok(Page {
+                            items: vec![],
+                            has_more: false,
+                        })
+                    }
                 }
-            },
+            }
         };
         let mut q: QueryBuilder<'_, Sqlite> =
             QueryBuilder::new("SELECT * FROM batches WHERE 1 = 1");
-        if !caller.is_master {
-            q.push(" AND (owner_key = ")
-                .push_bind(caller.key_id.clone())
-                .push(" OR owner_team = ")
-                .push_bind(caller.team_id.clone())
-                .push(")");
-        }
+        push_visible_to(&mut q, caller);
         if let Some(seq) = cursor {
             q.push(" AND seq < ").push_bind(seq);
         }

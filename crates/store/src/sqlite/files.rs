@@ -1,11 +1,11 @@
 //! `MetaStore` for SQLite: files.
 
 use async_trait::async_trait;
-use batchgate_core::{FileObject, FilePurpose, FileStatus, ListOrder};
+use batchgate_core::{Caller, FileObject, FilePurpose, FileStatus, ListOrder};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::SqliteStore;
+use super::{push_visible_to, SqliteStore};
 use crate::{Deleted, FileFilter, FileRecord, FileStore, Owner, Page, StoreError};
 
 const FILE_COLUMNS: &str = "key, public_id, bytes, created_at, filename, purpose, status, \
@@ -35,26 +35,17 @@ impl FileStore for SqliteStore {
         limit: u32,
         order: ListOrder,
     ) -> Result<Page<FileRecord>, StoreError> {
-        let cursor: Option<i64> = match after {
+        let cursor = match after {
             None => None,
-            Some(key) => {
-                // A deleted cursor still marks a place (see the tombstones).
-                let seq = sqlx::query_scalar(
-                    "SELECT seq FROM files WHERE key = ?1 UNION ALL SELECT seq FROM file_tombstones WHERE key = ?1",
-                )
-                    .bind(key)
-                    .fetch_optional(self.pool())
-                    .await?;
-                match seq {
-                    Some(seq) => Some(seq),
-                    None => {
-                        return Ok(Page {
-                            items: vec![],
-                            has_more: false,
-                        })
-                    }
+            Some(key) => match self.file_cursor(key, &filter.caller).await? {
+                Some(seq) => Some(seq),
+                None => {
+                    return Ok(Page {
+                        items: vec![],
+                        has_more: false,
+                    })
                 }
-            }
+            },
         };
         let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
             "SELECT {FILE_COLUMNS} FROM files WHERE (expires_at IS NULL OR expires_at > "
@@ -66,13 +57,7 @@ impl FileStore for SqliteStore {
         if let Some(model) = &filter.model_name {
             q.push(" AND model_name = ").push_bind(model.clone());
         }
-        if !filter.caller.is_master {
-            q.push(" AND (owner_key = ")
-                .push_bind(filter.caller.key_id.clone())
-                .push(" OR owner_team = ")
-                .push_bind(filter.caller.team_id.clone())
-                .push(")");
-        }
+        push_visible_to(&mut q, &filter.caller);
         let (cmp, dir) = match order {
             ListOrder::Asc => (">", "ASC"),
             ListOrder::Desc => ("<", "DESC"),
@@ -145,6 +130,21 @@ impl SqliteStore {
             Some(row) => Ok(Deleted::Removed(Box::new(file_from_row(row)?))),
             None => Ok(Deleted::Missing),
         }
+    }
+
+    /// The listing position of the file `key` if `caller` may see it, live
+    /// or deleted (a tombstone still marks a place). A file the caller may
+    /// not see is no cursor at all: paging from it must look exactly like
+    /// paging from an unknown ID, or it would reveal the file and its place.
+    async fn file_cursor(&self, key: &str, caller: &Caller) -> Result<Option<i64>, StoreError> {
+        let mut q: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT seq FROM files WHERE key = ");
+        q.push_bind(key.to_string());
+        push_visible_to(&mut q, caller);
+        q.push(" UNION ALL SELECT seq FROM file_tombstones WHERE key = ")
+            .push_bind(key.to_string());
+        push_visible_to(&mut q, caller);
+        Ok(q.build_query_scalar().fetch_optional(self.pool()).await?)
     }
 }
 

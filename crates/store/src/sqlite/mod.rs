@@ -1,6 +1,8 @@
 //! The embedded default: SQLite in WAL mode through sqlx.
 
 mod batches;
+#[cfg(test)]
+mod cursor_tests;
 mod files;
 mod keys;
 mod spend;
@@ -9,8 +11,9 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use batchgate_core::Caller;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use crate::StoreError;
 
@@ -109,6 +112,19 @@ impl SqliteStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             .unwrap_or_default()
+    }
+}
+
+/// Appends ` AND <the row is visible to caller>` for a table with
+/// `owner_key`/`owner_team` columns (the master key sees every row). The one
+/// ownership rule of listings, shared by their rows and their cursors.
+pub(crate) fn push_visible_to(q: &mut QueryBuilder<'_, Sqlite>, caller: &Caller) {
+    if !caller.is_master {
+        q.push(" AND (owner_key = ")
+            .push_bind(caller.key_id.clone())
+            .push(" OR owner_team = ")
+            .push_bind(caller.team_id.clone())
+            .push(")");
     }
 }
 
