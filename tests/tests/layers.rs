@@ -64,7 +64,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("batchgate-tests", &["batchgate-mock-vllm"]),
-    ("xtask", &[]),
+    ("xtask", &["batchgate-mock-vllm"]),
 ];
 
 struct Package {
