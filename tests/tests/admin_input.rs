@@ -57,7 +57,8 @@ impl App {
             batch: Arc::new(config.batch),
             clock: Arc::new(|| 1_700_000_000),
         };
-        let engine = Engine::new(gw.clone(), "test".into()).unwrap();
+        let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
+        let engine = Engine::new(gw.clone(), "test".into(), upstreams).unwrap();
         let providers =
             Providers::new().register(Arc::new(VllmProvider::new(gw.clone(), engine.clone())));
         let state = AppState {

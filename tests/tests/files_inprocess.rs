@@ -59,7 +59,8 @@ impl App {
             clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
         };
         let files = LocalFiles::new(gw.clone());
-        let engine = Engine::new(gw.clone(), "test".into()).unwrap();
+        let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
+        let engine = Engine::new(gw.clone(), "test".into(), upstreams).unwrap();
         let providers =
             Providers::new().register(Arc::new(VllmProvider::new(gw.clone(), engine.clone())));
         let state = AppState {

@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core"]),
     ("batchgate-cost", &["batchgate-core"]),
+    ("batchgate-upstream-openai", &["batchgate-core"]),
     (
         "batchgate-engine",
         &[
@@ -37,6 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-config",
             "batchgate-store",
             "batchgate-engine",
+            "batchgate-upstream-openai",
         ],
     ),
     (
@@ -59,6 +61,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-store",
             "batchgate-engine",
             "batchgate-provider-vllm",
+            "batchgate-upstream-openai",
             "batchgate-server",
             "batchgate-cli",
         ],

@@ -54,7 +54,8 @@ async fn start_gateway(
         batch: Arc::new(config.batch),
         clock: system_clock(),
     };
-    let engine = Engine::new(gw.clone(), "telemetry-test".into()).unwrap();
+    let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
+    let engine = Engine::new(gw.clone(), "telemetry-test".into(), upstreams).unwrap();
     let supervisor = engine.start();
     let providers =
         Providers::new().register(Arc::new(VllmProvider::new(gw.clone(), engine.clone())));

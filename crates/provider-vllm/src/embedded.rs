@@ -73,7 +73,8 @@ impl Embedded {
             batch: Arc::new(config.batch),
             clock: system_clock(),
         };
-        let engine = Engine::new(gateway.clone(), "embedded".to_string())?;
+        let upstreams = crate::upstreams(&gateway.router)?;
+        let engine = Engine::new(gateway.clone(), "embedded".to_string(), upstreams)?;
         let supervisor = engine.start();
         let deployment = gateway
             .router

@@ -11,6 +11,8 @@
 mod embedded;
 mod forward;
 mod provider;
+mod upstream;
 
 pub use embedded::Embedded;
 pub use provider::VllmProvider;
+pub use upstream::{upstream, upstreams};

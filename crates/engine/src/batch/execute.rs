@@ -168,7 +168,7 @@ pub async fn execute(
             let ended = async move {
                 let _ = ended.wait_for(Option::is_some).await;
             };
-            let run = run_line(&shared2.http, slot, &endpoint, line, &shared2.policy, ended);
+            let run = run_line(slot, &endpoint, line, &shared2.policy, ended);
             let Some((mut result, slot)) = run.await else {
                 return;
             };
