@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use batchgate_core::{
     ApiError, Batch, BatchApi, BatchApiMode, CreateBatchRequest, DeletedFile, Deployment, FileApi,
     FileContent, FileObject, ListPage, ListQuery, ObjectRef, Provider, RequestCtx, Upload,
+    Upstream,
 };
 use batchgate_engine::{Engine, Gateway, LocalFiles};
 use moka::future::Cache;
@@ -65,10 +66,8 @@ impl VllmProvider {
             BatchApiMode::Gateway => false,
             BatchApiMode::Upstream => true,
             BatchApiMode::Auto => {
-                let (http, url, key) = (self.http.clone(), d.url("/batches"), d.api_key.clone());
-                self.probes
-                    .get_with(d.id.clone(), probe(http, url, key))
-                    .await
+                let upstream = crate::upstream(&self.http, &Arc::new(d.clone()));
+                self.probes.get_with(d.id.clone(), probe(upstream)).await
             }
         }
     }
@@ -101,21 +100,9 @@ impl VllmProvider {
 
 /// Does the upstream answer `GET /v1/batches` like OpenAI? Plain
 /// `vllm serve` answers 404.
-async fn probe(http: reqwest::Client, url: String, key: Option<String>) -> bool {
-    let mut req = http
-        .get(url)
-        .query(&[("limit", "1")])
-        .timeout(Duration::from_secs(5));
-    if let Some(key) = key {
-        req = req.bearer_auth(key);
-    }
-    let has_api = match req.send().await {
-        Ok(r) if r.status().is_success() => r
-            .json::<serde_json::Value>()
-            .await
-            .is_ok_and(|v| v["object"] == "list"),
-        _ => false,
-    };
+/// Asks the deployment's upstream whether it has its own batch API.
+async fn probe(upstream: Arc<dyn Upstream>) -> bool {
+    let has_api = upstream.has_batch_api().await;
     tracing::info!(has_api, "probed the upstream for a batch API");
     has_api
 }

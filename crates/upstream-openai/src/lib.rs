@@ -104,6 +104,22 @@ impl Upstream for OpenAiUpstream {
         }
     }
 
+    /// `GET /v1/batches?limit=1` answering OpenAI's list object.
+    async fn has_batch_api(&self) -> bool {
+        let d = &self.deployment;
+        let req = self
+            .http
+            .get(d.url("/batches"))
+            .query(&[("limit", "1")])
+            .timeout(HEALTH_TIMEOUT.min(d.timeout));
+        match self.authorized(req).send().await {
+            Ok(r) if r.status().is_success() => {
+                r.json::<Value>().await.is_ok_and(|v| v["object"] == "list")
+            }
+            _ => false,
+        }
+    }
+
     /// Any answer below 500 counts as up, so a server without the probed
     /// route (404) is up too.
     async fn health(&self) -> Result<(), String> {
