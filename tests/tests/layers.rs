@@ -31,6 +31,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "batchgate-provider-openai",
+        &[
+            "batchgate-core",
+            "batchgate-ids",
+            "batchgate-config",
+            "batchgate-store",
+            "batchgate-engine",
+            "batchgate-upstream-openai",
+        ],
+    ),
+    (
         "batchgate-provider-vllm",
         &[
             "batchgate-core",
@@ -38,6 +49,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-config",
             "batchgate-store",
             "batchgate-engine",
+            "batchgate-provider-openai",
             "batchgate-upstream-openai",
         ],
     ),
@@ -60,6 +72,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-config",
             "batchgate-store",
             "batchgate-engine",
+            "batchgate-provider-openai",
             "batchgate-provider-vllm",
             "batchgate-upstream-openai",
             "batchgate-server",

@@ -13,7 +13,7 @@ use futures::FutureExt;
 use crate::{providers, Cli};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(&cli.config, providers::NAMES)?;
+    let config = Config::load(&cli.config, &providers::names())?;
     let master_key = match (&config.general.master_key, cli.insecure_no_auth) {
         (Some(key), _) if !key.is_empty() => Some(key.clone()),
         (_, true) => {

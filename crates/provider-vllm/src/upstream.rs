@@ -6,16 +6,12 @@ use std::sync::Arc;
 use batchgate_config::Router;
 use batchgate_core::{ApiError, Deployment, Upstream};
 use batchgate_engine::Upstreams;
-use batchgate_upstream_openai::OpenAiUpstream;
+
+use crate::FLAVOR;
 
 /// The upstream of one vLLM deployment.
 pub fn upstream(http: &reqwest::Client, d: &Arc<Deployment>) -> Arc<dyn Upstream> {
-    Arc::new(OpenAiUpstream::new(
-        http.clone(),
-        d.clone(),
-        "vllm",
-        "/health",
-    ))
+    FLAVOR.upstream(http, d)
 }
 
 /// Every deployment of `router`, reached as vLLM servers (for embedding

@@ -1,4 +1,4 @@
-//! `FileApi` and `BatchApi` for vLLM deployments.
+//! `FileApi` and `BatchApi` for deployments of an OpenAI-compatible server.
 //!
 //! Where a call goes is decided once per object: an object created on the
 //! upstream (its ID carries, or its catalog row records, an upstream ID) is
@@ -18,13 +18,15 @@ use batchgate_engine::{Engine, Gateway, LocalFiles};
 use moka::future::Cache;
 
 use crate::forward::Forwarder;
+use crate::Flavor;
 
 /// How long the answer of an `auto` probe is trusted.
 const PROBE_TTL: Duration = Duration::from_secs(600);
 
-/// The `hosted_vllm` provider.
+/// The provider of one [`Flavor`] of OpenAI-compatible server.
 #[derive(Clone)]
-pub struct VllmProvider {
+pub struct OpenAiCompatProvider {
+    flavor: Flavor,
     gw: Gateway,
     files: LocalFiles,
     engine: Engine,
@@ -34,20 +36,21 @@ pub struct VllmProvider {
     probes: Cache<String, bool>,
 }
 
-impl std::fmt::Debug for VllmProvider {
+impl std::fmt::Debug for OpenAiCompatProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VllmProvider").finish_non_exhaustive()
+        f.debug_struct("OpenAiCompatProvider")
+            .field("name", &self.flavor.name)
+            .finish_non_exhaustive()
     }
 }
 
-impl VllmProvider {
-    /// The provider name, as written in `litellm_params.model`.
-    pub const NAME: &'static str = "hosted_vllm";
-
-    /// A provider on `gw`'s store whose gateway-run batches go to `engine`.
-    pub fn new(gw: Gateway, engine: Engine) -> VllmProvider {
+impl OpenAiCompatProvider {
+    /// A provider of `flavor` on `gw`'s store whose gateway-run batches go
+    /// to `engine`.
+    pub fn new(flavor: Flavor, gw: Gateway, engine: Engine) -> OpenAiCompatProvider {
         let http = reqwest::Client::new();
-        VllmProvider {
+        OpenAiCompatProvider {
+            flavor,
             files: LocalFiles::new(gw.clone()),
             forward: Forwarder::new(gw.clone(), http.clone()),
             gw,
@@ -66,7 +69,7 @@ impl VllmProvider {
             BatchApiMode::Gateway => false,
             BatchApiMode::Upstream => true,
             BatchApiMode::Auto => {
-                let upstream = crate::upstream(&self.http, &Arc::new(d.clone()));
+                let upstream = self.flavor.upstream(&self.http, &Arc::new(d.clone()));
                 self.probes.get_with(d.id.clone(), probe(upstream)).await
             }
         }
@@ -98,8 +101,6 @@ impl VllmProvider {
     }
 }
 
-/// Does the upstream answer `GET /v1/batches` like OpenAI? Plain
-/// `vllm serve` answers 404.
 /// Asks the deployment's upstream whether it has its own batch API.
 async fn probe(upstream: Arc<dyn Upstream>) -> bool {
     let has_api = upstream.has_batch_api().await;
@@ -107,14 +108,14 @@ async fn probe(upstream: Arc<dyn Upstream>) -> bool {
     has_api
 }
 
-impl Provider for VllmProvider {
+impl Provider for OpenAiCompatProvider {
     fn name(&self) -> &'static str {
-        Self::NAME
+        self.flavor.name
     }
 }
 
 #[async_trait]
-impl FileApi for VllmProvider {
+impl FileApi for OpenAiCompatProvider {
     async fn create_file(
         &self,
         ctx: &RequestCtx,
@@ -164,7 +165,7 @@ impl FileApi for VllmProvider {
 }
 
 #[async_trait]
-impl BatchApi for VllmProvider {
+impl BatchApi for OpenAiCompatProvider {
     async fn create_batch(
         &self,
         ctx: &RequestCtx,
