@@ -6,6 +6,7 @@ mod api;
 mod breaker;
 mod execute;
 mod finalize;
+mod journal;
 mod limits;
 mod runner;
 mod shared;
