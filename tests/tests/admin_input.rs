@@ -12,7 +12,6 @@ use std::sync::Arc;
 use batchgate_config::{Config, Router};
 use batchgate_engine::{Engine, Gateway, LocalFiles};
 use batchgate_ids::IdCodec;
-use batchgate_provider_vllm::VllmProvider;
 use batchgate_server::{AppState, Auth, Providers};
 use batchgate_store::{Blobs, SqliteStore};
 use batchgate_tests::assert_error_envelope;
@@ -42,7 +41,8 @@ impl Drop for App {
 impl App {
     async fn start() -> App {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::from_yaml(CONFIG, &[VllmProvider::NAME], &|_| None).unwrap();
+        let config =
+            Config::from_yaml(CONFIG, &[batchgate_provider_vllm::NAME], &|_| None).unwrap();
         let store = Arc::new(
             SqliteStore::open(&dir.path().join("meta.db"))
                 .await
@@ -57,9 +57,12 @@ impl App {
             batch: Arc::new(config.batch),
             clock: Arc::new(|| 1_700_000_000),
         };
-        let engine = Engine::new(gw.clone(), "test".into()).unwrap();
-        let providers =
-            Providers::new().register(Arc::new(VllmProvider::new(gw.clone(), engine.clone())));
+        let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
+        let engine = Engine::new(gw.clone(), "test".into(), upstreams).unwrap();
+        let providers = Providers::new().register(Arc::new(batchgate_provider_vllm::provider(
+            gw.clone(),
+            engine.clone(),
+        )));
         let state = AppState {
             gw: gw.clone(),
             catalog: LocalFiles::new(gw.clone()),

@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(180);
 /// The deployment's `max_parallel_requests`.
 const PARALLEL: u64 = 8;
 /// Results the engine's writer commits in one transaction at most
-/// (`MAX_COMMIT` in crates/engine/src/batch/execute.rs).
+/// (`MAX_COMMIT` in crates/engine/src/batch/journal.rs).
 const MAX_COMMIT: u64 = 512;
 /// Results queued for the writer at most (`RESULT_QUEUE` in the same file).
 const RESULT_QUEUE: u64 = 512;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use batchgate_config::{Config, Router};
 use batchgate_engine::{Engine, Gateway, LocalFiles};
 use batchgate_ids::{IdCodec, Kind};
-use batchgate_provider_vllm::VllmProvider;
 use batchgate_server::{AppState, Auth, Providers};
 use batchgate_store::{Blobs, SqliteStore};
 use reqwest::multipart::{Form, Part};
@@ -41,7 +40,8 @@ impl Drop for App {
 impl App {
     async fn start() -> App {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::from_yaml(CONFIG, &[VllmProvider::NAME], &|_| None).unwrap();
+        let config =
+            Config::from_yaml(CONFIG, &[batchgate_provider_vllm::NAME], &|_| None).unwrap();
         let now = Arc::new(AtomicI64::new(T0));
         let clock_now = now.clone();
         let blobs_dir = dir.path().join("blobs");
@@ -59,9 +59,12 @@ impl App {
             clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
         };
         let files = LocalFiles::new(gw.clone());
-        let engine = Engine::new(gw.clone(), "test".into()).unwrap();
-        let providers =
-            Providers::new().register(Arc::new(VllmProvider::new(gw.clone(), engine.clone())));
+        let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
+        let engine = Engine::new(gw.clone(), "test".into(), upstreams).unwrap();
+        let providers = Providers::new().register(Arc::new(batchgate_provider_vllm::provider(
+            gw.clone(),
+            engine.clone(),
+        )));
         let state = AppState {
             gw: gw.clone(),
             catalog: files.clone(),

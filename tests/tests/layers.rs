@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core"]),
     ("batchgate-cost", &["batchgate-core"]),
+    ("batchgate-upstream-openai", &["batchgate-core"]),
     (
         "batchgate-engine",
         &[
@@ -30,6 +31,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "batchgate-provider-openai",
+        &[
+            "batchgate-core",
+            "batchgate-ids",
+            "batchgate-config",
+            "batchgate-store",
+            "batchgate-engine",
+            "batchgate-upstream-openai",
+        ],
+    ),
+    (
         "batchgate-provider-vllm",
         &[
             "batchgate-core",
@@ -37,6 +49,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-config",
             "batchgate-store",
             "batchgate-engine",
+            "batchgate-provider-openai",
+            "batchgate-upstream-openai",
         ],
     ),
     (
@@ -58,7 +72,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-config",
             "batchgate-store",
             "batchgate-engine",
+            "batchgate-provider-openai",
             "batchgate-provider-vllm",
+            "batchgate-upstream-openai",
             "batchgate-server",
             "batchgate-cli",
         ],

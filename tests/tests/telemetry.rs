@@ -12,7 +12,6 @@ use batchgate_config::{Config, Router};
 use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles};
 use batchgate_ids::IdCodec;
 use batchgate_mock_vllm::{prompt_tokens_of, MockConfig, MockVllm, DEFAULT_MODEL};
-use batchgate_provider_vllm::VllmProvider;
 use batchgate_server::telemetry::otel_layer_with;
 use batchgate_server::{AppState, Auth, Providers};
 use batchgate_store::{Blobs, SqliteStore};
@@ -44,7 +43,7 @@ async fn start_gateway(
     let yaml = format!(
         "model_list:\n- model_name: m\n  litellm_params:\n    model: hosted_vllm/{DEFAULT_MODEL}\n    api_base: {upstream}\n"
     );
-    let config = Config::from_yaml(&yaml, &[VllmProvider::NAME], &|_| None).unwrap();
+    let config = Config::from_yaml(&yaml, &[batchgate_provider_vllm::NAME], &|_| None).unwrap();
     let gw = Gateway {
         store: Arc::new(SqliteStore::open(&dir.join("meta.db")).await.unwrap()),
         blobs: Blobs::local(&dir.join("blobs")).unwrap(),
@@ -54,10 +53,13 @@ async fn start_gateway(
         batch: Arc::new(config.batch),
         clock: system_clock(),
     };
-    let engine = Engine::new(gw.clone(), "telemetry-test".into()).unwrap();
+    let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
+    let engine = Engine::new(gw.clone(), "telemetry-test".into(), upstreams).unwrap();
     let supervisor = engine.start();
-    let providers =
-        Providers::new().register(Arc::new(VllmProvider::new(gw.clone(), engine.clone())));
+    let providers = Providers::new().register(Arc::new(batchgate_provider_vllm::provider(
+        gw.clone(),
+        engine.clone(),
+    )));
     let state = AppState {
         catalog: LocalFiles::new(gw.clone()),
         gw,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use batchgate_config::{Config, Router};
-use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles};
+use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles, Upstreams};
 use batchgate_ids::IdCodec;
 use batchgate_server::{AppState, Auth};
 use batchgate_store::{Blobs, SqliteStore};
@@ -13,7 +13,7 @@ use futures::FutureExt;
 use crate::{providers, Cli};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(&cli.config, providers::NAMES)?;
+    let config = Config::load(&cli.config, &providers::names())?;
     let master_key = match (&config.general.master_key, cli.insecure_no_auth) {
         (Some(key), _) if !key.is_empty() => Some(key.clone()),
         (_, true) => {
@@ -55,7 +55,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => Auth::disabled(),
     };
     let files = LocalFiles::new(gw.clone());
-    let engine = Engine::new(gw.clone(), instance_id(&cli.data_dir)?)?;
+    let http = batchgate_upstream_openai::client().context("cannot build the HTTP client")?;
+    let upstreams = Upstreams::connect(&gw.router, |d| providers::connect(&http, d))?;
+    let engine = Engine::new(gw.clone(), instance_id(&cli.data_dir)?, upstreams)?;
     let _supervisor = engine.start();
     let state = AppState {
         providers: providers::register(&gw, &engine),

@@ -24,6 +24,7 @@ mod error;
 mod file;
 mod list;
 mod provider;
+mod upstream;
 
 pub use batch::{
     Batch, BatchCost, BatchError, BatchErrors, BatchStatus, CreateBatchRequest, InputTokensDetails,
@@ -36,3 +37,4 @@ pub use list::{ListOrder, ListPage, ListQuery};
 pub use provider::{
     BatchApi, ByteStream, Caller, FileApi, FileContent, ObjectRef, Provider, RequestCtx, Upload,
 };
+pub use upstream::{Reply, TokenUsage, Upstream};

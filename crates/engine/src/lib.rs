@@ -2,7 +2,8 @@
 //! upstream. [`Gateway`] holds the shared parts (store, blobs, ID codec,
 //! router, settings, clock); [`LocalFiles`] serves the Files API from the
 //! gateway's own store for any provider whose upstream has no Files API;
-//! [`Engine`] runs batches durably against any OpenAI-compatible upstream.
+//! [`Engine`] runs batches durably against any [`Upstream`](batchgate_core::Upstream)
+//! the wiring connects ([`Upstreams`]).
 
 mod batch;
 mod clock;
@@ -11,7 +12,7 @@ mod gateway;
 mod lines;
 mod validate;
 
-pub use batch::{success_line, Engine, PausedDeployment, RetryPolicy};
+pub use batch::{success_line, Engine, PausedDeployment, RetryPolicy, Upstreams};
 pub use clock::{system_clock, Clock};
 pub use files::LocalFiles;
 pub use gateway::Gateway;

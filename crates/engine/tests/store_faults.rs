@@ -13,11 +13,12 @@ use batchgate_config::{Config, Router};
 use batchgate_core::{
     Batch, BatchStatus, CreateBatchRequest, FileApi, FilePurpose, RequestCtx, Upload,
 };
-use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles};
+use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles, Upstreams};
 use batchgate_ids::{IdCodec, Kind};
 use batchgate_mock_vllm::{MockConfig, MockHandle, MockVllm, DEFAULT_MODEL};
 use batchgate_store::faulty::{Faults, FaultyStore};
 use batchgate_store::{Blobs, SqliteStore};
+use batchgate_upstream_openai::OpenAiUpstream;
 use futures::StreamExt;
 
 const MODEL: &str = "m";
@@ -59,7 +60,13 @@ async fn setup(parallel: usize) -> Setup {
         batch: Arc::new(config.batch),
         clock: system_clock(),
     };
-    let engine = Engine::new(gw.clone(), "test-instance".into()).unwrap();
+    let http = batchgate_upstream_openai::client().unwrap();
+    let upstreams = Upstreams::connect(&gw.router, |d| {
+        let up = OpenAiUpstream::new(http.clone(), d.clone(), "test", "/health");
+        Ok(Arc::new(up) as Arc<dyn batchgate_core::Upstream>)
+    })
+    .unwrap();
+    let engine = Engine::new(gw.clone(), "test-instance".into(), upstreams).unwrap();
     Setup {
         files: LocalFiles::new(gw.clone()),
         engine,

@@ -10,7 +10,7 @@ use batchgate_engine::{system_clock, Engine, Gateway};
 use batchgate_ids::{IdCodec, Kind};
 use batchgate_store::{Blobs, SqliteStore};
 
-use crate::VllmProvider;
+use batchgate_provider_openai::OpenAiCompatProvider;
 
 /// A provider, its gateway and the one deployment it serves.
 ///
@@ -42,7 +42,7 @@ use crate::VllmProvider;
 /// ```
 #[derive(Debug)]
 pub struct Embedded {
-    pub provider: VllmProvider,
+    pub provider: OpenAiCompatProvider,
     pub gateway: Gateway,
     pub deployment: Arc<Deployment>,
     supervisor: tokio::task::JoinHandle<()>,
@@ -62,7 +62,7 @@ impl Embedded {
             serde_json::to_string(model_name)?,
             serde_json::to_string(&format!("hosted_vllm/{served_model}"))?
         );
-        let config = Config::from_yaml(&yaml, &[VllmProvider::NAME], &|n| std::env::var(n).ok())?;
+        let config = Config::from_yaml(&yaml, &[crate::NAME], &|n| std::env::var(n).ok())?;
         let secret = batchgate_ids::secret::load_or_generate(data_dir)?;
         let gateway = Gateway {
             store: Arc::new(SqliteStore::open(&data_dir.join("batchgate.db")).await?),
@@ -73,14 +73,15 @@ impl Embedded {
             batch: Arc::new(config.batch),
             clock: system_clock(),
         };
-        let engine = Engine::new(gateway.clone(), "embedded".to_string())?;
+        let upstreams = crate::upstreams(&gateway.router)?;
+        let engine = Engine::new(gateway.clone(), "embedded".to_string(), upstreams)?;
         let supervisor = engine.start();
         let deployment = gateway
             .router
             .pick(model_name)
             .ok_or("the configured model is missing")?;
         Ok(Embedded {
-            provider: VllmProvider::new(gateway.clone(), engine),
+            provider: crate::provider(gateway.clone(), engine),
             gateway,
             deployment,
             supervisor,

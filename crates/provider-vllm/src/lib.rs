@@ -5,12 +5,34 @@
 //! upstream has its own batch API (`litellm_params.batch_api: upstream`, or
 //! `auto` after a probe), calls are forwarded and every ID re-encoded.
 //!
+//! All of that is the generic OpenAI-compatible provider
+//! ([`batchgate_provider_openai`]); what is vLLM's own is its [`FLAVOR`]:
+//! the name, the `gen_ai.system` it reports and its `/health` route.
+//!
 //! [`Embedded`] runs it as a library straight against a vLLM server — the
 //! Rust counterpart of the seed's Python SDK example.
 
 mod embedded;
-mod forward;
-mod provider;
+mod upstream;
+
+use batchgate_engine::{Engine, Gateway};
+use batchgate_provider_openai::{Flavor, OpenAiCompatProvider};
 
 pub use embedded::Embedded;
-pub use provider::VllmProvider;
+pub use upstream::{upstream, upstreams};
+
+/// vLLM: `hosted_vllm/<served model>`, probed on vLLM's `GET /health`.
+pub const FLAVOR: Flavor = Flavor {
+    name: "hosted_vllm",
+    system: "vllm",
+    health_path: "/health",
+};
+
+/// The provider name, as written in `litellm_params.model`.
+pub const NAME: &str = FLAVOR.name;
+
+/// The `hosted_vllm` provider on `gw`'s store, whose gateway-run batches go
+/// to `engine`.
+pub fn provider(gw: Gateway, engine: Engine) -> OpenAiCompatProvider {
+    OpenAiCompatProvider::new(FLAVOR, gw, engine)
+}

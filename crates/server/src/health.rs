@@ -4,19 +4,15 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use batchgate_core::{ApiError, Deployment};
+use batchgate_core::ApiError;
 use serde_json::{json, Value};
 
 use crate::app::AppState;
 use crate::error::HttpError;
 use crate::extract::Ctx;
-
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn liveliness() -> &'static str {
     "I'm alive!"
@@ -75,20 +71,23 @@ async fn probe_write(dir: &std::path::Path) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?
 }
 
-/// Probes every deployment's `GET /health` (vLLM's) concurrently. One the
-/// batch engine has paused for an outage is unhealthy without a probe: the
-/// engine's own probe will resume it.
+/// Asks every deployment's upstream whether it is healthy (vLLM: its
+/// `GET /health`), concurrently. One the batch engine has paused for an
+/// outage is unhealthy without a probe: the engine's own probe will resume
+/// it.
 pub async fn deployments(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> Json<Value> {
-    let http = reqwest::Client::new();
     let paused = st.batches.paused_deployments();
     let now = st.gw.now();
     let probes = st.gw.router.deployments().iter().map(|d| {
         let since = paused.iter().find(|p| p.id == d.id).map(|p| p.since);
-        let http = &http;
+        let engine = &st.batches;
         async move {
             match since {
                 Some(since) => Err(paused_reason(since, now)),
-                None => probe(http, d).await,
+                None => engine
+                    .upstream_health(&d.id)
+                    .await
+                    .unwrap_or_else(|| Err("no upstream is configured".into())),
             }
         }
     });
@@ -119,18 +118,4 @@ pub async fn deployments(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> Json<V
 fn paused_reason(since: i64, now: i64) -> String {
     let ago = now.saturating_sub(since).max(0);
     format!("paused: upstream unreachable since {since} (unix time, {ago} s ago); batches resume when it answers")
-}
-
-async fn probe(http: &reqwest::Client, d: &Deployment) -> Result<(), String> {
-    let mut req = http
-        .get(format!("{}/health", d.api_base))
-        .timeout(PROBE_TIMEOUT);
-    if let Some(key) = &d.api_key {
-        req = req.bearer_auth(key);
-    }
-    match req.send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err(format!("GET /health answered {}", r.status())),
-        Err(e) => Err(format!("unreachable: {e}")),
-    }
 }

@@ -5,14 +5,15 @@
 //! means the replica is up; no answer (refused, reset, timeout) or a 5xx is
 //! an *outage-type* failure. After `threshold` of those in a row, with no
 //! answer in between, dispatch to the replica stops (it is "checking") and
-//! one probe task asks it `GET /health` at once, then with back-off. The
+//! one probe task asks its [`Upstream`] whether it is healthy at once, then
+//! with back-off. The
 //! first failed probe confirms the outage (the replica is "down", logged
 //! and exported); the first answer resumes dispatch.
 //!
 //! Failures are numbered by *streak* (the run of outage-type failures
 //! between two answers): a line's outage-type failures in a streak that a
 //! probe confirmed as an outage are given back to it. A replica whose
-//! `/health` answers while every request fails is not in an outage: its
+//! health check answers while every request fails is not in an outage: its
 //! lines spend their attempts and fail as before.
 
 use std::fmt;
@@ -20,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use batchgate_core::Deployment;
+use batchgate_core::{Deployment, Upstream};
 use rand::Rng;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -31,8 +32,6 @@ use crate::Clock;
 const PROBE_FIRST: Duration = Duration::from_millis(500);
 /// Longest pause between two probes, i.e. how late a resume may be noticed.
 const PROBE_CAP: Duration = Duration::from_secs(5);
-/// A probe slower than this (or than the deployment's timeout) fails.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Asks a replica whether it answers at all.
 #[async_trait]
@@ -40,24 +39,14 @@ pub trait Probe: Send + Sync + fmt::Debug {
     async fn is_up(&self, deployment: &Deployment) -> bool;
 }
 
-/// `GET {api_base}/health` (vLLM's). Any answer below 500 counts as up, so
-/// OpenAI-compatible servers without that route (404) resume too.
+/// Asks the replica's [`Upstream`] itself.
 #[derive(Debug, Clone)]
-pub struct HttpProbe {
-    pub http: reqwest::Client,
-}
+pub struct UpstreamProbe(pub Arc<dyn Upstream>);
 
 #[async_trait]
-impl Probe for HttpProbe {
-    async fn is_up(&self, d: &Deployment) -> bool {
-        let mut req = self
-            .http
-            .get(format!("{}/health", d.api_base))
-            .timeout(PROBE_TIMEOUT.min(d.timeout));
-        if let Some(key) = &d.api_key {
-            req = req.bearer_auth(key);
-        }
-        matches!(req.send().await, Ok(r) if r.status().as_u16() < 500)
+impl Probe for UpstreamProbe {
+    async fn is_up(&self, _: &Deployment) -> bool {
+        self.0.health().await.is_ok()
     }
 }
 

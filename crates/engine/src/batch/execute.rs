@@ -10,15 +10,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use batchgate_core::{ApiError, BatchStatus};
-use batchgate_store::{BatchRecord, Lease, LineResult, StoreError};
+use batchgate_core::{ApiError, BatchStatus, ByteStream, Deployment};
+use batchgate_store::{BatchRecord, Lease, LineResult};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::journal::{unsendable_line, write_results};
+use super::limits::Slot;
 use super::shared::{Shared, MAX_LINE_BYTES};
 use super::upstream::{run_line, Line};
-use crate::{Checked, LineReader, Rules, Validator};
+use crate::{Checked, LineReader, Rules, ValidLine, Validator};
 use batchgate_config::BudgetPolicy;
 
 /// Why the phase ended.
@@ -40,7 +42,6 @@ pub enum Ending {
 }
 
 const CONTROL_INTERVAL: Duration = Duration::from_millis(250);
-const MAX_COMMIT: usize = 512;
 /// Results waiting for the writer at most. Together with the slots (a line
 /// keeps its slot until its result is queued) this bounds the results a
 /// crash can lose.
@@ -52,35 +53,15 @@ pub async fn execute(
     lease: &Lease,
     stop: &CancellationToken,
 ) -> Result<Ending, ApiError> {
-    let Some(deployment) = shared.deployment_of(rec) else {
-        tracing::warn!(batch = %rec.batch.id, "deployment no longer configured; pausing the batch");
-        // An error, not `Stopped`: the runner would re-read the status and
-        // come straight back here in a busy loop; an error keeps the lease
-        // until it lapses, so the batch is looked at again once per lease.
-        return Err(ApiError::unavailable(
-            "the deployment of this batch is no longer configured",
-        ));
+    let (deployment, stream, finished) = match prepare(shared, rec).await? {
+        Prepared::Run {
+            deployment,
+            stream,
+            finished,
+        } => (deployment, stream, finished),
+        Prepared::Expired => return Ok(Ending::Expired),
     };
-    // Past the window nothing more is sent. Deciding here, before reading
-    // the journal, also settles a restart that crashed between journaling
-    // the `batch_expired` lines and marking the batch expired: it must end
-    // `expired`, not `completed`.
-    if rec.batch.expires_at.is_some_and(|e| shared.gw.now() >= e) {
-        return Ok(Ending::Expired);
-    }
-    let finished: HashSet<u64> = shared
-        .gw
-        .store
-        .finished_lines(&rec.key)
-        .await?
-        .into_iter()
-        .collect();
-    let Some(stream) = shared.input_stream(rec).await? else {
-        return Err(ApiError::internal(
-            "the input file of a running batch is gone",
-        ));
-    };
-    let (ctl_tx, mut ctl) = watch::channel(None);
+    let (ctl_tx, ctl) = watch::channel(None);
     let control = tokio::spawn(control(
         shared.clone(),
         rec.key.clone(),
@@ -96,68 +77,174 @@ pub async fn execute(
         rx,
         stop.clone(),
     ));
+    let mut dispatch = Dispatch {
+        shared: shared.clone(),
+        batch_id: rec.batch.id.clone(),
+        endpoint: rec.batch.endpoint.as_str().into(),
+        // The input was validated; the validator is reused as the parser.
+        parser: Validator::new(Rules {
+            endpoint: rec.batch.endpoint.clone(),
+            accepted_models: vec![
+                deployment.model_name.clone(),
+                deployment.served_model.clone(),
+            ],
+            max_lines: u64::MAX,
+            max_bytes: u64::MAX,
+            max_reported_errors: 0,
+        }),
+        reader: LineReader::new(stream, MAX_LINE_BYTES),
+        deployment,
+        finished,
+        tx,
+        ctl,
+        inflight: JoinSet::new(),
+    };
+    let ending = dispatch.run().await;
+    let Dispatch {
+        tx,
+        mut ctl,
+        mut inflight,
+        ..
+    } = dispatch;
+    drop(tx);
+    let ending = drain(&mut inflight, ending, &mut ctl, &shared.gw.batch).await;
+    control.abort();
+    match writer.await {
+        Ok(Ok(())) => Ok(ending),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "result writer failed");
+            Err(ApiError::internal("result writer failed"))
+        }
+    }
+}
 
-    let mut reader = LineReader::new(stream, MAX_LINE_BYTES);
-    // The input was validated; the validator is reused here as the parser.
-    let mut parser = Validator::new(Rules {
-        endpoint: rec.batch.endpoint.clone(),
-        accepted_models: vec![
-            deployment.model_name.clone(),
-            deployment.served_model.clone(),
-        ],
-        max_lines: u64::MAX,
-        max_bytes: u64::MAX,
-        max_reported_errors: 0,
-    });
-    let mut inflight = JoinSet::new();
-    let endpoint: Arc<str> = rec.batch.endpoint.as_str().into();
-    let ending = loop {
-        if let Some(e) = *ctl.borrow_and_update() {
-            break e;
+/// What running the phase starts from.
+enum Prepared {
+    Run {
+        deployment: Arc<Deployment>,
+        stream: ByteStream,
+        /// Lines already journaled: never sent again.
+        finished: HashSet<u64>,
+    },
+    /// The window has passed: nothing more is sent.
+    Expired,
+}
+
+async fn prepare(shared: &Shared, rec: &BatchRecord) -> Result<Prepared, ApiError> {
+    let Some(deployment) = shared.deployment_of(rec) else {
+        tracing::warn!(batch = %rec.batch.id, "deployment no longer configured; pausing the batch");
+        // An error, not `Stopped`: the runner would re-read the status and
+        // come straight back here in a busy loop; an error keeps the lease
+        // until it lapses, so the batch is looked at again once per lease.
+        return Err(ApiError::unavailable(
+            "the deployment of this batch is no longer configured",
+        ));
+    };
+    // Past the window nothing more is sent. Deciding here, before reading
+    // the journal, also settles a restart that crashed between journaling
+    // the `batch_expired` lines and marking the batch expired: it must end
+    // `expired`, not `completed`.
+    if rec.batch.expires_at.is_some_and(|e| shared.gw.now() >= e) {
+        return Ok(Prepared::Expired);
+    }
+    let finished = shared.gw.store.finished_lines(&rec.key).await?;
+    let Some(stream) = shared.input_stream(rec).await? else {
+        return Err(ApiError::internal(
+            "the input file of a running batch is gone",
+        ));
+    };
+    Ok(Prepared::Run {
+        deployment,
+        stream,
+        finished: finished.into_iter().collect(),
+    })
+}
+
+/// The dispatch loop's state: the input being read, the lines in flight,
+/// and where their results go.
+struct Dispatch {
+    shared: Arc<Shared>,
+    batch_id: String,
+    endpoint: Arc<str>,
+    deployment: Arc<Deployment>,
+    parser: Validator,
+    reader: LineReader,
+    finished: HashSet<u64>,
+    tx: mpsc::Sender<LineResult>,
+    ctl: watch::Receiver<Option<Ending>>,
+    inflight: JoinSet<()>,
+}
+
+impl Dispatch {
+    /// Sends every unfinished line, each once a slot is free, until the
+    /// input ends or the phase is told to end.
+    async fn run(&mut self) -> Ending {
+        loop {
+            let valid = match self.next_request().await {
+                Ok(Some(valid)) => valid,
+                Ok(None) => continue,
+                Err(ending) => return ending,
+            };
+            let slot = tokio::select! {
+                biased;
+                _ = self.ctl.changed() => return (*self.ctl.borrow()).unwrap_or(Ending::Stopped),
+                slot = self.shared.limits.acquire(&self.deployment.model_name) => slot,
+            };
+            let Some(slot) = slot else {
+                return Ending::Stopped;
+            };
+            self.spawn_line(slot, valid);
+            while self.inflight.try_join_next().is_some() {}
+        }
+    }
+
+    /// The next line to send: `Ok(None)` for a line that needs no sending
+    /// (blank, journaled, or failed here), `Err` when the phase ends.
+    async fn next_request(&mut self) -> Result<Option<ValidLine>, Ending> {
+        if let Some(e) = *self.ctl.borrow_and_update() {
+            return Err(e);
         }
         // The writer gave up (lease lost): results could no longer be
         // journaled, so nothing more may be sent.
-        if tx.is_closed() {
-            break Ending::Stopped;
+        if self.tx.is_closed() {
+            return Err(Ending::Stopped);
         }
         let next = tokio::select! {
             biased;
-            _ = ctl.changed() => continue,
-            next = reader.next_line() => next,
+            _ = self.ctl.changed() => return Ok(None),
+            next = self.reader.next_line() => next,
         };
         let line = match next {
             Ok(Some(line)) => line,
-            Ok(None) => break Ending::Done,
+            Ok(None) => return Err(Ending::Done),
             Err(e) => {
-                tracing::error!(batch = %rec.batch.id, error = %e, "input read failed mid-batch");
-                break Ending::Stopped;
+                tracing::error!(batch = %self.batch_id, error = %e, "input read failed mid-batch");
+                return Err(Ending::Stopped);
             }
         };
-        let valid = match parser.check_line(&line) {
-            Checked::Valid(valid) if !finished.contains(&valid.number) => valid,
-            Checked::Invalid { custom_id, error } if !finished.contains(&line.number) => {
+        match self.parser.check_line(&line) {
+            Checked::Valid(valid) if !self.finished.contains(&valid.number) => Ok(Some(valid)),
+            Checked::Invalid { custom_id, error } if !self.finished.contains(&line.number) => {
                 // Validation passed the file, so this should not happen;
                 // if it does, the line still gets its result.
-                tracing::warn!(batch = %rec.batch.id, line = line.number, code = %error.code, "a validated line cannot be sent");
+                tracing::warn!(batch = %self.batch_id, line = line.number, code = %error.code, "a validated line cannot be sent");
                 let result = unsendable_line(line.number, custom_id, &error);
-                if tx.send(result).await.is_err() {
-                    break Ending::Stopped;
+                match self.tx.send(result).await {
+                    Ok(()) => Ok(None),
+                    Err(_) => Err(Ending::Stopped),
                 }
-                continue;
             }
-            _ => continue,
-        };
-        let slot = tokio::select! {
-            biased;
-            _ = ctl.changed() => break (*ctl.borrow()).unwrap_or(Ending::Stopped),
-            slot = shared.limits.acquire(&deployment.model_name) => slot,
-        };
-        let Some(slot) = slot else {
-            break Ending::Stopped;
-        };
-        let (shared2, tx, endpoint) = (shared.clone(), tx.clone(), endpoint.clone());
-        let mut ended = ctl.clone();
-        inflight.spawn(async move {
+            _ => Ok(None),
+        }
+    }
+
+    /// Runs one line on `slot` in its own task; its result goes to the
+    /// writer.
+    fn spawn_line(&mut self, slot: Slot, valid: ValidLine) {
+        let (shared, tx, endpoint) = (self.shared.clone(), self.tx.clone(), self.endpoint.clone());
+        let mut ended = self.ctl.clone();
+        self.inflight.spawn(async move {
             let line = Line {
                 number: valid.number,
                 custom_id: valid.custom_id,
@@ -168,13 +255,13 @@ pub async fn execute(
             let ended = async move {
                 let _ = ended.wait_for(Option::is_some).await;
             };
-            let run = run_line(&shared2.http, slot, &endpoint, line, &shared2.policy, ended);
+            let run = run_line(slot, &endpoint, line, &shared.policy, ended);
             let Some((mut result, slot)) = run.await else {
                 return;
             };
             // Priced by the replica that served it; journaled with it, in
             // one transaction, so the line is billed exactly once.
-            result.charge = result.usage.map(|u| shared2.charge(&slot.deployment.id, u));
+            result.charge = result.usage.map(|u| shared.charge(&slot.deployment.id, u));
             // The writer is gone only if the batch is being abandoned. The
             // slot is held until the result is queued: were it freed first,
             // a slow writer would let answered-but-unjournaled results pile
@@ -182,20 +269,7 @@ pub async fn execute(
             let _ = tx.send(result).await;
             drop(slot);
         });
-        while inflight.try_join_next().is_some() {}
-    };
-    drop(tx);
-    let ending = drain(&mut inflight, ending, &mut ctl, &shared.gw.batch).await;
-    control.abort();
-    match writer.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.into()),
-        Err(e) => {
-            tracing::error!(error = %e, "result writer failed");
-            return Err(ApiError::internal("result writer failed"));
-        }
     }
-    Ok(ending)
 }
 
 /// Waits for in-flight lines. On `Done` they all finish (unless a stop
@@ -294,102 +368,4 @@ async fn over_budget(shared: &Shared, owner: &batchgate_store::Owner) -> bool {
         }
     }
     false
-}
-
-/// Commits results in groups: whatever has arrived while the previous
-/// commit ran goes into the next one. A commit that fails (a full disk, a
-/// busy store) is retried with back-off while the results wait in memory:
-/// meanwhile the queue fills, lines keep their slots and dispatch stalls,
-/// so a store outage pauses the batch instead of losing answered lines.
-async fn write_results(
-    shared: Arc<Shared>,
-    lease: Lease,
-    model: String,
-    mut rx: mpsc::Receiver<LineResult>,
-    stop: CancellationToken,
-) -> Result<(), StoreError> {
-    let mut buf = Vec::with_capacity(MAX_COMMIT);
-    while let Some(first) = rx.recv().await {
-        buf.push(first);
-        while buf.len() < MAX_COMMIT {
-            match rx.try_recv() {
-                Ok(r) => buf.push(r),
-                Err(_) => break,
-            }
-        }
-        commit_with_retry(&shared, &lease, &buf, &stop).await?;
-        count_committed(&model, &buf);
-        buf.clear();
-    }
-    Ok(())
-}
-
-async fn commit_with_retry(
-    shared: &Shared,
-    lease: &Lease,
-    buf: &[LineResult],
-    stop: &CancellationToken,
-) -> Result<(), StoreError> {
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match shared.gw.store.record_results(lease, buf).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::LeaseLost) => return Err(StoreError::LeaseLost),
-            Err(e) if stop.is_cancelled() || shared.shutdown.is_cancelled() => return Err(e),
-            Err(e) => {
-                tracing::warn!(batch_key = %lease.key, error = %e, full = e.is_storage_full(), lines = buf.len(), "cannot journal results; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => {}
-                    _ = shared.shutdown.cancelled() => {}
-                }
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// Telemetry for committed results (lines, tokens, spend per model).
-/// Counters may see a line twice after a crash; the ledger never does.
-fn count_committed(model: &str, results: &[LineResult]) {
-    for r in results {
-        let outcome = if r.ok { "completed" } else { "failed" };
-        metrics::counter!("batchgate_lines_total", "model" => model.to_string(), "outcome" => outcome).increment(1);
-        if let Some(u) = r.usage {
-            for (kind, n) in [
-                ("input", u.input_tokens),
-                ("cached", u.cached_tokens),
-                ("output", u.output_tokens),
-            ] {
-                metrics::counter!("batchgate_tokens_total", "model" => model.to_string(), "kind" => kind).increment(n);
-            }
-        }
-        if let Some(c) = r.charge {
-            // Telemetry only: the ledger itself stays exact decimal.
-            let spend = (c.input + c.output)
-                .to_string()
-                .parse::<f64>()
-                .unwrap_or(0.0);
-            metrics::gauge!("batchgate_spend_usd", "model" => model.to_string()).increment(spend);
-        }
-    }
-}
-
-/// The error-file line of a request the gateway cannot send (it does not
-/// parse as one): it fails on its own rather than vanish from the results.
-pub fn unsendable_line(
-    line_no: u64,
-    custom_id: Option<String>,
-    error: &batchgate_core::BatchError,
-) -> LineResult {
-    let v = serde_json::json!({"id": batchgate_ids::batch_request_id(), "custom_id": custom_id,
-        "response": null, "error": {"code": error.code, "message": error.message}});
-    LineResult {
-        line_no,
-        custom_id: custom_id.unwrap_or_default(),
-        ok: false,
-        line: v.to_string(),
-        usage: None,
-        charge: None,
-    }
 }

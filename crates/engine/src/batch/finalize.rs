@@ -8,7 +8,7 @@ use batchgate_store::{BatchRecord, FileRecord, Lease, LineResult, MetaStore, Tra
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::execute::unsendable_line;
+use super::journal::unsendable_line;
 use super::shared::{Shared, MAX_LINE_BYTES};
 use crate::{is_blank, LineReader};
 

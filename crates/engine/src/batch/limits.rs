@@ -7,16 +7,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use batchgate_config::Router;
-use batchgate_core::Deployment;
+use batchgate_core::{ApiError, Deployment, Upstream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::breaker::{Breaker, Probe};
+use super::breaker::{Breaker, UpstreamProbe};
+use super::Upstreams;
 use crate::Clock;
 
 /// A slot on one replica; dropping it frees the slot.
 #[derive(Debug)]
 pub struct Slot {
     pub deployment: Arc<Deployment>,
+    /// How requests reach `deployment`.
+    pub upstream: Arc<dyn Upstream>,
     /// The outage state of `deployment`, for the line's attempts to report to.
     pub breaker: Arc<Breaker>,
     group: Arc<Group>,
@@ -48,6 +51,7 @@ pub struct PausedDeployment {
 #[derive(Debug)]
 struct Replica {
     deployment: Arc<Deployment>,
+    upstream: Arc<dyn Upstream>,
     slots: Arc<Semaphore>,
     breaker: Arc<Breaker>,
 }
@@ -72,32 +76,35 @@ pub struct Limits {
 
 impl Limits {
     /// `outage_threshold` consecutive outage-type failures pause a replica;
-    /// `probe` tells when it answers again.
+    /// its upstream's health tells when it answers again.
     pub fn new(
         router: &Router,
+        upstreams: &Upstreams,
         outage_threshold: u32,
-        probe: Arc<dyn Probe>,
         clock: Clock,
-    ) -> Limits {
+    ) -> Result<Limits, ApiError> {
         let mut groups = HashMap::new();
         for name in router.model_names() {
             let resumed = Arc::new(Notify::new());
-            let replicas: Vec<_> = router
-                .group(name)
-                .unwrap_or_default()
-                .iter()
-                .map(|d| Replica {
+            let mut replicas = Vec::new();
+            for d in router.group(name).unwrap_or_default() {
+                let upstream = upstreams.get(&d.id).cloned().ok_or_else(|| {
+                    ApiError::internal(format!("no upstream for deployment {}", d.id))
+                })?;
+                let probe = Arc::new(UpstreamProbe(upstream.clone()));
+                replicas.push(Replica {
                     deployment: d.clone(),
+                    upstream,
                     slots: Arc::new(Semaphore::new(d.max_parallel_requests)),
                     breaker: Breaker::new(
                         d.clone(),
                         outage_threshold,
-                        probe.clone(),
+                        probe,
                         clock.clone(),
                         resumed.clone(),
                     ),
-                })
-                .collect();
+                });
+            }
             let sum = replicas
                 .iter()
                 .map(|r| r.deployment.max_parallel_requests)
@@ -110,7 +117,7 @@ impl Limits {
             };
             groups.insert(name.clone(), Arc::new(group));
         }
-        Limits { groups }
+        Ok(Limits { groups })
     }
 
     /// Waits for a free slot on some replica of `model_name` that is not
@@ -197,6 +204,7 @@ impl Group {
     ) -> Slot {
         Slot {
             deployment: r.deployment.clone(),
+            upstream: r.upstream.clone(),
             breaker: r.breaker.clone(),
             group: self.clone(),
             _group: total,

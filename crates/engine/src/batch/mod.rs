@@ -6,11 +6,13 @@ mod api;
 mod breaker;
 mod execute;
 mod finalize;
+mod journal;
 mod limits;
 mod runner;
 mod shared;
 mod supervisor;
 mod upstream;
+mod upstreams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use tokio::sync::Notify;
 use crate::{Gateway, LocalFiles};
 pub use limits::PausedDeployment;
 pub use upstream::{success_line, RetryPolicy};
+pub use upstreams::Upstreams;
 
 /// Ended batches kept in memory for repeated retrieves.
 const ENDED_CACHE: u64 = 10_000;
@@ -35,12 +38,8 @@ impl Engine {
     /// An engine for `gw`. `instance` names this process in leases: keep it
     /// stable across restarts of one process (so it takes its own batches
     /// back at once) and distinct between processes sharing a store.
-    pub fn new(gw: Gateway, instance: String) -> Result<Engine, ApiError> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(1024)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ApiError::internal(format!("cannot build the HTTP client: {e}")))?;
+    /// `upstreams` reaches every configured deployment.
+    pub fn new(gw: Gateway, instance: String, upstreams: Upstreams) -> Result<Engine, ApiError> {
         let policy = RetryPolicy {
             max_attempts: gw.batch.max_attempts,
             initial_backoff: Duration::from_millis(gw.batch.initial_backoff_ms),
@@ -58,12 +57,12 @@ impl Engine {
             files: LocalFiles::new(gw.clone()),
             limits: limits::Limits::new(
                 &gw.router,
+                &upstreams,
                 gw.batch.outage_threshold,
-                Arc::new(breaker::HttpProbe { http: http.clone() }),
                 gw.clock.clone(),
-            ),
+            )?,
+            upstreams,
             gw,
-            http,
             policy,
             instance,
             wake: Notify::new(),
@@ -106,6 +105,11 @@ impl Engine {
                 "batch runners still busy at the end of the shutdown grace; leaving them"
             );
         }
+    }
+
+    /// Whether deployment `id`'s server answers (`None` for an unknown id).
+    pub async fn upstream_health(&self, id: &str) -> Option<Result<(), String>> {
+        Some(self.shared.upstreams.get(id)?.health().await)
     }
 
     /// Deployments whose dispatch is paused because they stopped answering

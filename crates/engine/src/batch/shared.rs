@@ -20,7 +20,7 @@ pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
 pub struct Shared {
     pub gw: Gateway,
     pub files: LocalFiles,
-    pub http: reqwest::Client,
+    pub upstreams: super::Upstreams,
     pub limits: Limits,
     pub policy: RetryPolicy,
     /// This process's lease-holder name.

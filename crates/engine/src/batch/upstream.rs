@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use batchgate_core::{Deployment, ErrorBody};
-use batchgate_ids::{batch_request_id, request_id};
+use batchgate_core::{ErrorBody, Reply, TokenUsage};
+use batchgate_ids::{batch_request_id, request_id as request_id_fresh};
 use batchgate_store::{LineResult, LineUsage};
 use futures::FutureExt;
 use rand::Rng;
@@ -85,7 +85,6 @@ pub struct Line {
 /// batch expired, was cancelled or stopped) the line gives up with `None`
 /// and stays unfinished.
 pub async fn run_line(
-    http: &reqwest::Client,
     slot: Slot,
     endpoint: &str,
     line: Line,
@@ -106,15 +105,7 @@ pub async fn run_line(
     let mut tries = Tries::default();
     let last = loop {
         let t = Instant::now();
-        let outcome = attempt(
-            http,
-            &slot.deployment,
-            endpoint,
-            line_no,
-            tries.sent + 1,
-            &mut body,
-        )
-        .await;
+        let outcome = attempt(&slot, endpoint, line_no, tries.sent + 1, &mut body).await;
         waited += t.elapsed();
         tries.record(&slot.breaker, &outcome);
         let retry_after = match &outcome {
@@ -132,38 +123,42 @@ pub async fn run_line(
         metrics::counter!("batchgate_line_retries_total", "deployment" => slot.deployment.id.clone())
             .increment(1);
     };
-    let result = result_line(line_no, custom_id, last);
+    let usage = |body: &Value| slot.upstream.usage(endpoint, body);
+    let result = result_line(line_no, custom_id, last, usage);
     let overhead = started.elapsed().saturating_sub(waited);
     metrics::histogram!("batchgate_gateway_overhead_seconds", "deployment" => slot.deployment.id.clone())
         .record(overhead.as_secs_f64());
     Some((result, slot))
 }
 
-/// One request to `deployment`, with its span and metrics.
+/// One request to the slot's replica, with its span and metrics.
 async fn attempt(
-    http: &reqwest::Client,
-    deployment: &Deployment,
+    slot: &Slot,
     endpoint: &str,
     line_no: u64,
     n: u32,
     body: &mut Map<String, Value>,
 ) -> Attempt {
+    let deployment = &slot.deployment;
     // Per attempt: a line that moved off a paused replica may land on one
     // that serves the model under another name.
     body.insert(
         "model".into(),
         Value::String(deployment.served_model.clone()),
     );
-    let path = endpoint.strip_prefix("/v1").unwrap_or(endpoint);
-    let url = deployment.url(path);
     let dep = deployment.id.clone();
     let t = Instant::now();
     metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).increment(1.0);
-    let span = attempt_span(deployment, endpoint, line_no, n);
-    let outcome = send(http, deployment, &url, body)
+    let span = attempt_span(deployment, slot.upstream.system(), endpoint, line_no, n);
+    let reply = slot
+        .upstream
+        .send(endpoint, body)
         .instrument(span.clone())
         .await;
-    record_attempt(&span, &outcome);
+    let outcome = classify(reply);
+    record_attempt(&span, &outcome, |b: &Value| {
+        slot.upstream.usage(endpoint, b)
+    });
     metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).decrement(1.0);
     metrics::histogram!("batchgate_upstream_request_duration_seconds", "deployment" => dep.clone())
         .record(t.elapsed().as_secs_f64());
@@ -204,55 +199,39 @@ impl Attempt {
     }
 }
 
-async fn send(
-    http: &reqwest::Client,
-    deployment: &Deployment,
-    url: &str,
-    body: &Map<String, Value>,
-) -> Attempt {
-    let mut req = http.post(url).timeout(deployment.timeout).json(body);
-    if let Some(key) = &deployment.api_key {
-        req = req.bearer_auth(key);
-    }
-    let response = match req.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            let message = if e.is_timeout() {
-                format!("upstream did not answer within {:?}", deployment.timeout)
-            } else {
-                format!("upstream unreachable: {e}")
-            };
+/// What a reply means for the line: success, a final refusal, or worth
+/// another try (no answer, 408/409/429, 5xx, a cut-off or non-JSON 2xx).
+fn classify(reply: Reply) -> Attempt {
+    let (status, request_id, retry_after, bytes) = match reply {
+        Reply::NoAnswer { message } => {
             return Attempt::Retryable {
                 status: None,
                 request_id: None,
                 body: None,
                 message,
                 retry_after: None,
-            };
+            }
         }
+        Reply::Answered {
+            status,
+            request_id,
+            retry_after,
+            body,
+        } => (
+            status,
+            request_id.unwrap_or_else(request_id_fresh),
+            retry_after,
+            body,
+        ),
     };
-    let status = response.status().as_u16();
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(request_id);
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64);
-    let bytes = match response.bytes().await {
+    let bytes = match bytes {
         Ok(b) => b,
-        Err(e) => {
+        Err(message) => {
             return Attempt::Retryable {
                 status: Some(status),
                 request_id: Some(request_id),
                 body: None,
-                message: format!("upstream response was cut off: {e}"),
+                message,
                 retry_after,
             }
         }
@@ -294,8 +273,8 @@ async fn send(
     }
 }
 
-/// The upstream's error as an OpenAI envelope (vLLM's integer `code`
-/// becomes a string; a non-JSON body becomes the message).
+/// The upstream's error as an OpenAI envelope (an integer `code`, as vLLM's
+/// is, becomes a string; a non-JSON body becomes the message).
 fn error_body(status: u16, parsed: Option<&Value>, raw: &[u8]) -> Value {
     let body = parsed
         .and_then(ErrorBody::from_upstream)
@@ -306,22 +285,6 @@ fn error_body(status: u16, parsed: Option<&Value>, raw: &[u8]) -> Value {
             code: Some(status.to_string()),
         });
     json!({ "error": body })
-}
-
-fn usage_of(body: &Value) -> LineUsage {
-    let u = &body["usage"];
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
-    let input = if u["prompt_tokens"].is_u64() {
-        n(&u["prompt_tokens"])
-    } else {
-        n(&u["total_tokens"])
-    };
-    LineUsage {
-        input_tokens: input,
-        cached_tokens: n(&u["prompt_tokens_details"]["cached_tokens"]),
-        output_tokens: n(&u["completion_tokens"]),
-        reasoning_tokens: n(&u["completion_tokens_details"]["reasoning_tokens"]),
-    }
 }
 
 /// The output-file line of a successful request, as the engine journals it
@@ -341,10 +304,16 @@ pub fn success_line(
             request_id,
             body,
         },
+        TokenUsage::from_openai,
     )
 }
 
-fn result_line(line_no: u64, custom_id: String, last: Attempt) -> LineResult {
+fn result_line(
+    line_no: u64,
+    custom_id: String,
+    last: Attempt,
+    usage_of: impl Fn(&Value) -> TokenUsage,
+) -> LineResult {
     let id = batch_request_id();
     let (ok, value, usage) = match last {
         Attempt::Success {
@@ -352,7 +321,13 @@ fn result_line(line_no: u64, custom_id: String, last: Attempt) -> LineResult {
             request_id,
             body,
         } => {
-            let usage = usage_of(&body);
+            let u = usage_of(&body);
+            let usage = LineUsage {
+                input_tokens: u.input_tokens,
+                cached_tokens: u.cached_tokens,
+                output_tokens: u.output_tokens,
+                reasoning_tokens: u.reasoning_tokens,
+            };
             let v = json!({"id": id, "custom_id": custom_id, "response": {"status_code": status, "request_id": request_id, "body": body}, "error": null});
             (true, v, Some(usage))
         }

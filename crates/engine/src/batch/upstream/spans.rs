@@ -6,13 +6,15 @@ use serde_json::Value;
 use tracing::field::Empty;
 use tracing::Span;
 
-use super::{usage_of, Attempt};
+use super::Attempt;
+use batchgate_core::TokenUsage;
 
 /// The client span of one attempt, named `{operation} {served model}` as
 /// in OpenTelemetry's GenAI conventions. `DEBUG`, so it costs nothing
 /// unless traces are exported (or debug logs are on).
 pub(super) fn attempt_span(
     deployment: &Deployment,
+    system: &str,
     endpoint: &str,
     line_no: u64,
     attempt: u32,
@@ -25,7 +27,7 @@ pub(super) fn attempt_span(
         otel.kind = "client",
         otel.status_code = Empty,
         gen_ai.operation.name = operation,
-        gen_ai.system = "vllm",
+        gen_ai.system = system,
         gen_ai.request.model = deployment.served_model.as_str(),
         server.address = address,
         server.port = port,
@@ -42,7 +44,11 @@ pub(super) fn attempt_span(
 }
 
 /// What the attempt came back with, on its span.
-pub(super) fn record_attempt(span: &Span, outcome: &Attempt) {
+pub(super) fn record_attempt(
+    span: &Span,
+    outcome: &Attempt,
+    usage_of: impl Fn(&Value) -> TokenUsage,
+) {
     if span.is_disabled() {
         return;
     }
@@ -118,8 +124,8 @@ mod tests {
             ("127.0.0.1", Some(8000))
         );
         assert_eq!(
-            host_port("https://vllm.internal/base"),
-            ("vllm.internal", None)
+            host_port("https://gpu.internal/base"),
+            ("gpu.internal", None)
         );
         assert_eq!(host_port("http://[::1]:9000/v"), ("::1", Some(9000)));
         assert_eq!(host_port("http://u:p@h:1"), ("h", Some(1)));

@@ -23,8 +23,9 @@ use tokio::task::JoinSet;
 
 use super::{run_line, Line, RetryPolicy};
 use crate::batch::breaker::tests::deployment;
-use crate::batch::breaker::HttpProbe;
 use crate::batch::limits::Limits;
+use crate::batch::Upstreams;
+use batchgate_upstream_openai::OpenAiUpstream;
 
 const BOUND: Duration = Duration::from_secs(60);
 const CHAT: &str = "/v1/chat/completions";
@@ -48,15 +49,14 @@ fn limits(replicas: &[(&str, &str)], threshold: u32) -> Arc<Limits> {
             d
         })
         .collect();
-    let probe = Arc::new(HttpProbe {
-        http: reqwest::Client::new(),
-    });
-    Arc::new(Limits::new(
-        &ModelRouter::new(deployments),
-        threshold,
-        probe,
-        Arc::new(|| 1_000),
-    ))
+    let router = ModelRouter::new(deployments);
+    let http = reqwest::Client::new();
+    let upstreams = Upstreams::connect(&router, |d| {
+        let up = OpenAiUpstream::new(http.clone(), d.clone(), "test", "/health");
+        Ok(Arc::new(up) as Arc<dyn batchgate_core::Upstream>)
+    })
+    .unwrap();
+    Arc::new(Limits::new(&router, &upstreams, threshold, Arc::new(|| 1_000)).unwrap())
 }
 
 fn line(i: usize, text: &str) -> Line {
@@ -89,8 +89,7 @@ fn spawn_lines(
                 s = limits.acquire("m") => s?,
                 () = ended.clone() => return None,
             };
-            let http = reqwest::Client::new();
-            let (r, slot) = run_line(&http, slot, CHAT, l, &policy(max_attempts), ended).await?;
+            let (r, slot) = run_line(slot, CHAT, l, &policy(max_attempts), ended).await?;
             Some((r, slot.deployment.id.clone()))
         });
     }

@@ -1,4 +1,4 @@
-//! `FileApi` and `BatchApi` for vLLM deployments.
+//! `FileApi` and `BatchApi` for deployments of an OpenAI-compatible server.
 //!
 //! Where a call goes is decided once per object: an object created on the
 //! upstream (its ID carries, or its catalog row records, an upstream ID) is
@@ -12,18 +12,21 @@ use async_trait::async_trait;
 use batchgate_core::{
     ApiError, Batch, BatchApi, BatchApiMode, CreateBatchRequest, DeletedFile, Deployment, FileApi,
     FileContent, FileObject, ListPage, ListQuery, ObjectRef, Provider, RequestCtx, Upload,
+    Upstream,
 };
 use batchgate_engine::{Engine, Gateway, LocalFiles};
 use moka::future::Cache;
 
 use crate::forward::Forwarder;
+use crate::Flavor;
 
 /// How long the answer of an `auto` probe is trusted.
 const PROBE_TTL: Duration = Duration::from_secs(600);
 
-/// The `hosted_vllm` provider.
+/// The provider of one [`Flavor`] of OpenAI-compatible server.
 #[derive(Clone)]
-pub struct VllmProvider {
+pub struct OpenAiCompatProvider {
+    flavor: Flavor,
     gw: Gateway,
     files: LocalFiles,
     engine: Engine,
@@ -33,20 +36,21 @@ pub struct VllmProvider {
     probes: Cache<String, bool>,
 }
 
-impl std::fmt::Debug for VllmProvider {
+impl std::fmt::Debug for OpenAiCompatProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VllmProvider").finish_non_exhaustive()
+        f.debug_struct("OpenAiCompatProvider")
+            .field("name", &self.flavor.name)
+            .finish_non_exhaustive()
     }
 }
 
-impl VllmProvider {
-    /// The provider name, as written in `litellm_params.model`.
-    pub const NAME: &'static str = "hosted_vllm";
-
-    /// A provider on `gw`'s store whose gateway-run batches go to `engine`.
-    pub fn new(gw: Gateway, engine: Engine) -> VllmProvider {
+impl OpenAiCompatProvider {
+    /// A provider of `flavor` on `gw`'s store whose gateway-run batches go
+    /// to `engine`.
+    pub fn new(flavor: Flavor, gw: Gateway, engine: Engine) -> OpenAiCompatProvider {
         let http = reqwest::Client::new();
-        VllmProvider {
+        OpenAiCompatProvider {
+            flavor,
             files: LocalFiles::new(gw.clone()),
             forward: Forwarder::new(gw.clone(), http.clone()),
             gw,
@@ -65,10 +69,8 @@ impl VllmProvider {
             BatchApiMode::Gateway => false,
             BatchApiMode::Upstream => true,
             BatchApiMode::Auto => {
-                let (http, url, key) = (self.http.clone(), d.url("/batches"), d.api_key.clone());
-                self.probes
-                    .get_with(d.id.clone(), probe(http, url, key))
-                    .await
+                let upstream = self.flavor.upstream(&self.http, &Arc::new(d.clone()));
+                self.probes.get_with(d.id.clone(), probe(upstream)).await
             }
         }
     }
@@ -99,35 +101,21 @@ impl VllmProvider {
     }
 }
 
-/// Does the upstream answer `GET /v1/batches` like OpenAI? Plain
-/// `vllm serve` answers 404.
-async fn probe(http: reqwest::Client, url: String, key: Option<String>) -> bool {
-    let mut req = http
-        .get(url)
-        .query(&[("limit", "1")])
-        .timeout(Duration::from_secs(5));
-    if let Some(key) = key {
-        req = req.bearer_auth(key);
-    }
-    let has_api = match req.send().await {
-        Ok(r) if r.status().is_success() => r
-            .json::<serde_json::Value>()
-            .await
-            .is_ok_and(|v| v["object"] == "list"),
-        _ => false,
-    };
+/// Asks the deployment's upstream whether it has its own batch API.
+async fn probe(upstream: Arc<dyn Upstream>) -> bool {
+    let has_api = upstream.has_batch_api().await;
     tracing::info!(has_api, "probed the upstream for a batch API");
     has_api
 }
 
-impl Provider for VllmProvider {
+impl Provider for OpenAiCompatProvider {
     fn name(&self) -> &'static str {
-        Self::NAME
+        self.flavor.name
     }
 }
 
 #[async_trait]
-impl FileApi for VllmProvider {
+impl FileApi for OpenAiCompatProvider {
     async fn create_file(
         &self,
         ctx: &RequestCtx,
@@ -177,7 +165,7 @@ impl FileApi for VllmProvider {
 }
 
 #[async_trait]
-impl BatchApi for VllmProvider {
+impl BatchApi for OpenAiCompatProvider {
     async fn create_batch(
         &self,
         ctx: &RequestCtx,
