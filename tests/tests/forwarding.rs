@@ -153,3 +153,32 @@ async fn auto_mode_probes_the_upstream() {
     let (_, back_files) = back.get("/v1/files").await.unwrap();
     assert_eq!(back_files["data"].as_array().unwrap().len(), 1);
 }
+
+/// One file means the same in both modes: lines naming the public model
+/// (as they must for the gateway to run them) reach an upstream batch API
+/// with the served name, as the engine would send them.
+#[tokio::test]
+async fn forwarded_files_get_the_served_model_name() {
+    let mock = MockVllm::start(MockConfig::default()).await.unwrap();
+    let back = Gateway::start(&config(&[("back-model", &mock.base_url())], ""))
+        .await
+        .unwrap();
+    let front = Gateway::start(&front_config(&back.base, "upstream"))
+        .await
+        .unwrap();
+    let file = front
+        .upload("front-model", "in.jsonl", chat_lines("front-model", 5))
+        .await
+        .unwrap();
+    let batch = front
+        .create_batch(file["id"].as_str().unwrap(), "/v1/chat/completions", "24h")
+        .await
+        .unwrap();
+    let done = front
+        .wait_batch(batch["id"].as_str().unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["request_counts"]["completed"], 5, "{done}");
+    assert_eq!(mock.stats().requests, 5);
+}

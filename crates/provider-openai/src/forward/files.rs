@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use batchgate_core::{
-    ApiError, DeletedFile, Deployment, FileContent, FileObject, ListPage, ListQuery, ObjectRef,
-    RequestCtx, Upload,
+    ApiError, DeletedFile, Deployment, FileContent, FileObject, FilePurpose, ListPage, ListQuery,
+    ObjectRef, RequestCtx, Upload,
 };
 use batchgate_ids::Kind;
 use batchgate_store::{FileRecord, Owner};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
-use super::{ids, store_err, unreachable, Forwarder};
+use super::{ids, rewrite, store_err, unreachable, Forwarder};
 
 impl Forwarder {
     /// Streams the upload to the upstream's `/v1/files`.
@@ -21,7 +21,12 @@ impl Forwarder {
         d: &Arc<Deployment>,
         upload: Upload,
     ) -> Result<FileObject, ApiError> {
-        let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(upload.body))
+        let body = if upload.purpose == FilePurpose::Batch && d.model_name != d.served_model {
+            rewrite::served_model_names(upload.body, d.model_name.clone(), d.served_model.clone())
+        } else {
+            upload.body
+        };
+        let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
             .file_name(upload.filename.clone());
         let mut form = reqwest::multipart::Form::new()
             .text("purpose", upload.purpose.as_str().to_string())

@@ -7,6 +7,7 @@
 mod batches;
 mod files;
 mod ids;
+mod rewrite;
 
 use batchgate_core::{ApiError, Deployment, ErrorBody, RequestCtx};
 use batchgate_engine::Gateway;
