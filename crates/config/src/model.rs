@@ -137,7 +137,7 @@ fn deployment(
     if raw.model_name.trim().is_empty() {
         return Err(ConfigError::invalid(at("model_name"), "must not be empty"));
     }
-    let params = raw.litellm_params;
+    let mut params = raw.litellm_params;
     let (provider, served) = params.model.split_once('/').ok_or_else(|| {
         ConfigError::invalid(
             at("litellm_params.model"),
@@ -162,26 +162,13 @@ fn deployment(
             "model name after the provider is empty",
         ));
     }
-    let env_prefix = provider.to_ascii_uppercase();
-    let api_base = params
-        .api_base
-        .or_else(|| env(&format!("{env_prefix}_API_BASE")))
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                at("litellm_params.api_base"),
-                format!("missing (set it, or the environment variable {env_prefix}_API_BASE)"),
-            )
-        })?;
-    let api_base = normalize_api_base(&api_base).ok_or_else(|| {
-        ConfigError::invalid(
-            at("litellm_params.api_base"),
-            format!("\"{api_base}\" is not an http(s) URL"),
-        )
-    })?;
-    let api_key = params
-        .api_key
-        .or_else(|| env(&format!("{env_prefix}_API_KEY")))
-        .filter(|k| !k.is_empty());
+    let (api_base, api_key) = connection(
+        &at,
+        provider,
+        params.api_base.take(),
+        params.api_key.take(),
+        env,
+    )?;
     let max_parallel_requests = params
         .max_parallel_requests
         .unwrap_or(batch.default_max_parallel_requests);
@@ -198,23 +185,7 @@ fn deployment(
             "must be a positive number of seconds",
         ));
     }
-    let endpoints = match params.endpoints {
-        Some(list) => {
-            for (j, e) in list.iter().enumerate() {
-                if !DEFAULT_ENDPOINTS.contains(&e.as_str()) {
-                    return Err(ConfigError::invalid(
-                        at(&format!("litellm_params.endpoints[{j}]")),
-                        format!(
-                            "unsupported endpoint \"{e}\" (supported: {})",
-                            DEFAULT_ENDPOINTS.join(", ")
-                        ),
-                    ));
-                }
-            }
-            list
-        }
-        None => DEFAULT_ENDPOINTS.iter().map(|e| e.to_string()).collect(),
-    };
+    let endpoints = endpoints(&at, params.endpoints.take())?;
     let id = match raw.model_info.get("id").and_then(|v| v.as_str()) {
         Some(id) => id.to_string(),
         None => derived_id(&raw.model_name, &params.model, &api_base),
@@ -232,6 +203,61 @@ fn deployment(
         endpoints,
         extra_params: params.extra,
         model_info: raw.model_info,
+    })
+}
+
+/// `api_base` (normalized) and `api_key`, from the entry or from the
+/// provider's environment variables (`<PROVIDER>_API_BASE`, `_API_KEY`).
+fn connection(
+    at: &dyn Fn(&str) -> String,
+    provider: &str,
+    api_base: Option<String>,
+    api_key: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Option<String>), ConfigError> {
+    let env_prefix = provider.to_ascii_uppercase();
+    let api_base = api_base
+        .or_else(|| env(&format!("{env_prefix}_API_BASE")))
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                at("litellm_params.api_base"),
+                format!("missing (set it, or the environment variable {env_prefix}_API_BASE)"),
+            )
+        })?;
+    let api_base = normalize_api_base(&api_base).ok_or_else(|| {
+        ConfigError::invalid(
+            at("litellm_params.api_base"),
+            format!("\"{api_base}\" is not an http(s) URL"),
+        )
+    })?;
+    let api_key = api_key
+        .or_else(|| env(&format!("{env_prefix}_API_KEY")))
+        .filter(|k| !k.is_empty());
+    Ok((api_base, api_key))
+}
+
+/// The batch endpoints a deployment serves: the listed ones, each known,
+/// or all of them.
+fn endpoints(
+    at: &dyn Fn(&str) -> String,
+    listed: Option<Vec<String>>,
+) -> Result<Vec<String>, ConfigError> {
+    Ok(match listed {
+        Some(list) => {
+            for (j, e) in list.iter().enumerate() {
+                if !DEFAULT_ENDPOINTS.contains(&e.as_str()) {
+                    return Err(ConfigError::invalid(
+                        at(&format!("litellm_params.endpoints[{j}]")),
+                        format!(
+                            "unsupported endpoint \"{e}\" (supported: {})",
+                            DEFAULT_ENDPOINTS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            list
+        }
+        None => DEFAULT_ENDPOINTS.iter().map(|e| e.to_string()).collect(),
     })
 }
 

@@ -156,6 +156,35 @@ impl Validator {
         }
         self.line_error = None;
         self.requests += 1;
+        let Some(obj) = self.parse(line, keep_body) else {
+            return self.refused(None);
+        };
+        let [custom_id, method, url, body] = obj.fields;
+        let before = self.total_errors;
+        let custom_id = self.check_custom_id(n, custom_id);
+        self.check_method_and_url(n, &method, &url);
+        for key in &obj.forbidden {
+            self.forbidden(n, "", key);
+        }
+        let body = self.check_body_field(n, body);
+        match (custom_id, body) {
+            (Some(custom_id), Some(body)) if self.total_errors == before => {
+                Checked::Valid(ValidLine {
+                    number: n,
+                    custom_id: custom_id.into_owned(),
+                    body,
+                })
+            }
+            // Inspect-only: valid, but nothing was built to return.
+            (Some(_), None) if !keep_body && self.total_errors == before => Checked::Blank,
+            (custom_id, _) => self.refused(custom_id.map(Cow::into_owned)),
+        }
+    }
+
+    /// The line's picked fields, or `None` (with its error recorded) when it
+    /// is over a limit, not UTF-8, not JSON or not an object.
+    fn parse<'a>(&mut self, line: &'a RawLine, keep_body: bool) -> Option<Obj<'a>> {
+        let n = line.number;
         if self.requests > self.rules.max_lines && !self.reported_too_many_tasks {
             self.reported_too_many_tasks = true;
             let msg = format!(
@@ -164,25 +193,23 @@ impl Validator {
                 self.rules.max_lines
             );
             self.error(n, "too_many_tasks", None, msg);
-            return self.refused(None);
+            return None;
         }
         if line.too_long {
             let msg = "This line is longer than the per-line size limit.";
             self.error(n, "line_too_long", None, msg);
-            return self.refused(None);
+            return None;
         }
-        let Some(text) = self.utf8(line) else {
-            return self.refused(None);
-        };
+        let text = self.utf8(line)?;
         let mut de = serde_json::Deserializer::from_str(text);
         let parsed = FieldSeed::line(keep_body).deserialize(&mut de);
-        let obj = match parsed.and_then(|line| de.end().map(|()| line)) {
-            Ok(Field::Obj(obj)) => *obj,
+        match parsed.and_then(|line| de.end().map(|()| line)) {
+            Ok(Field::Obj(obj)) => Some(*obj),
             Ok(other) => {
                 let found = describe_kind(&other);
                 let msg = format!("This line must be a JSON object, found {found}.");
                 self.error(n, "invalid_json_line", None, msg);
-                return self.refused(None);
+                None
             }
             Err(e) => {
                 let text = e.to_string();
@@ -190,36 +217,44 @@ impl Validator {
                 let col = e.column();
                 let msg = format!("This line is not valid JSON: {reason} at column {col}.");
                 self.error(n, "invalid_json_line", None, msg);
-                return self.refused(None);
+                None
             }
-        };
-        let [custom_id, method, url, body] = obj.fields;
-        let before = self.total_errors;
+        }
+    }
 
-        let custom_id = match custom_id {
-            Some(Field::Str(id)) if !id.is_empty() => Some(id),
+    /// A non-empty string, not used by an earlier line.
+    fn check_custom_id<'a>(&mut self, n: u64, field: Option<Field<'a>>) -> Option<Cow<'a, str>> {
+        let id = match field {
+            Some(Field::Str(id)) if !id.is_empty() => id,
             _ => {
                 let msg = "`custom_id` must be a non-empty string.";
                 self.error(n, "missing_custom_id", Some("custom_id"), msg);
-                None
+                return None;
             }
         };
-        if let Some(id) = &custom_id {
-            if let Some(first) = self.seen.get(&**id) {
-                let msg = format!("custom_id {id:?} is already used on line {first}.");
-                self.error(n, "duplicate_custom_id", Some("custom_id"), msg);
-            } else {
-                self.seen.insert((**id).into(), n);
-            }
+        if let Some(first) = self.seen.get(&*id) {
+            let msg = format!("custom_id {id:?} is already used on line {first}.");
+            self.error(n, "duplicate_custom_id", Some("custom_id"), msg);
+        } else {
+            self.seen.insert((*id).into(), n);
         }
-        match &method {
+        Some(id)
+    }
+
+    fn check_method_and_url(
+        &mut self,
+        n: u64,
+        method: &Option<Field<'_>>,
+        url: &Option<Field<'_>>,
+    ) {
+        match method {
             Some(Field::Str(m)) if m == "POST" => {}
             other => {
                 let msg = format!("`method` must be \"POST\", found {}.", describe(other));
                 self.error(n, "invalid_method", Some("method"), msg);
             }
         }
-        match &url {
+        match url {
             Some(Field::Str(u)) if self.url_matches(u) => {}
             other => {
                 let endpoint = &self.rules.endpoint;
@@ -230,10 +265,11 @@ impl Validator {
                 self.error(n, "invalid_url", Some("url"), msg);
             }
         }
-        for key in &obj.forbidden {
-            self.forbidden(n, "", key);
-        }
-        let body = match body {
+    }
+
+    /// The body, checked; returned when it was built (`keep_body`).
+    fn check_body_field(&mut self, n: u64, body: Option<Field<'_>>) -> Option<Map<String, Value>> {
+        match body {
             Some(Field::Kept(body)) => {
                 self.check_body(n, body_facts(&body));
                 Some(body)
@@ -248,18 +284,6 @@ impl Validator {
                 self.error(n, "invalid_body", Some("body"), msg);
                 None
             }
-        };
-        match (custom_id, body) {
-            (Some(custom_id), Some(body)) if self.total_errors == before => {
-                Checked::Valid(ValidLine {
-                    number: n,
-                    custom_id: custom_id.into_owned(),
-                    body,
-                })
-            }
-            // Inspect-only: valid, but nothing was built to return.
-            (Some(_), None) if !keep_body && self.total_errors == before => Checked::Blank,
-            (custom_id, _) => self.refused(custom_id.map(Cow::into_owned)),
         }
     }
 

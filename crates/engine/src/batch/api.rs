@@ -2,8 +2,8 @@
 
 use batchgate_config::{window_seconds, DEFAULT_ENDPOINTS};
 use batchgate_core::{
-    ApiError, Batch, BatchStatus, CreateBatchRequest, ExpiresAfter, FilePurpose, ListPage,
-    ListQuery, ObjectRef, RequestCounts, RequestCtx,
+    ApiError, Batch, BatchStatus, CreateBatchRequest, Deployment, ExpiresAfter, FilePurpose,
+    ListPage, ListQuery, ObjectRef, RequestCounts, RequestCtx,
 };
 use batchgate_ids::Kind;
 use batchgate_store::{BatchRecord, Owner, Transition};
@@ -22,54 +22,8 @@ impl Engine {
     ) -> Result<Batch, ApiError> {
         let gw = &self.shared.gw;
         let file = self.shared.files.record(ctx, input).await?;
-        if file.object.purpose != FilePurpose::Batch {
-            return Err(ApiError::invalid_request(format!(
-                "The input file must have purpose 'batch', not '{}'.",
-                file.object.purpose
-            ))
-            .with_param("input_file_id"));
-        }
         let deployment = &input.deployment;
-        if !DEFAULT_ENDPOINTS.contains(&req.endpoint.as_str()) || !deployment.serves(&req.endpoint)
-        {
-            return Err(ApiError::invalid_request(format!(
-                "Unsupported endpoint '{}' for model '{}'. Supported: {}.",
-                req.endpoint,
-                deployment.model_name,
-                deployment.endpoints.join(", ")
-            ))
-            .with_param("endpoint"));
-        }
-        let window = gw
-            .batch
-            .completion_windows
-            .iter()
-            .find(|w| **w == req.completion_window)
-            .and_then(|w| window_seconds(w))
-            .ok_or_else(|| {
-                ApiError::invalid_request(format!(
-                    "completion_window must be one of: {}.",
-                    gw.batch.completion_windows.join(", ")
-                ))
-                .with_param("completion_window")
-            })?;
-        req.validate_metadata()?;
-        let output_expires_seconds = match &req.output_expires_after {
-            None => None,
-            Some(e)
-                if e.anchor == "created_at" && ExpiresAfter::SECONDS_RANGE.contains(&e.seconds) =>
-            {
-                Some(e.seconds)
-            }
-            Some(_) => {
-                return Err(ApiError::invalid_request(format!(
-                    "output_expires_after needs anchor 'created_at' and seconds from {} to {}.",
-                    ExpiresAfter::SECONDS_RANGE.start(),
-                    ExpiresAfter::SECONDS_RANGE.end()
-                ))
-                .with_param("output_expires_after"))
-            }
-        };
+        let (window, output_expires_seconds) = self.check_request(&file, deployment, &req)?;
         let (public_id, key) = gw.new_local_id(Kind::Batch, deployment)?;
         let now = gw.now();
         let batch = Batch {
@@ -113,6 +67,66 @@ impl Engine {
         }
         self.shared.wake.notify_one();
         Ok(record.batch)
+    }
+
+    /// What a create request is checked for before anything is written:
+    /// the input's purpose, the endpoint, the window (its length in seconds
+    /// is returned), metadata, and `output_expires_after` (its seconds).
+    fn check_request(
+        &self,
+        file: &batchgate_store::FileRecord,
+        deployment: &Deployment,
+        req: &CreateBatchRequest,
+    ) -> Result<(u64, Option<u64>), ApiError> {
+        let gw = &self.shared.gw;
+        if file.object.purpose != FilePurpose::Batch {
+            return Err(ApiError::invalid_request(format!(
+                "The input file must have purpose 'batch', not '{}'.",
+                file.object.purpose
+            ))
+            .with_param("input_file_id"));
+        }
+        if !DEFAULT_ENDPOINTS.contains(&req.endpoint.as_str()) || !deployment.serves(&req.endpoint)
+        {
+            return Err(ApiError::invalid_request(format!(
+                "Unsupported endpoint '{}' for model '{}'. Supported: {}.",
+                req.endpoint,
+                deployment.model_name,
+                deployment.endpoints.join(", ")
+            ))
+            .with_param("endpoint"));
+        }
+        let window = gw
+            .batch
+            .completion_windows
+            .iter()
+            .find(|w| **w == req.completion_window)
+            .and_then(|w| window_seconds(w))
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "completion_window must be one of: {}.",
+                    gw.batch.completion_windows.join(", ")
+                ))
+                .with_param("completion_window")
+            })?;
+        req.validate_metadata()?;
+        let output_expires_seconds = match &req.output_expires_after {
+            None => None,
+            Some(e)
+                if e.anchor == "created_at" && ExpiresAfter::SECONDS_RANGE.contains(&e.seconds) =>
+            {
+                Some(e.seconds)
+            }
+            Some(_) => {
+                return Err(ApiError::invalid_request(format!(
+                    "output_expires_after needs anchor 'created_at' and seconds from {} to {}.",
+                    ExpiresAfter::SECONDS_RANGE.start(),
+                    ExpiresAfter::SECONDS_RANGE.end()
+                ))
+                .with_param("output_expires_after"))
+            }
+        };
+        Ok((window, output_expires_seconds))
     }
 
     /// A batch's row by store key. Rows of ended gateway-run batches are
