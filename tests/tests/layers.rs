@@ -17,7 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-mock-vllm", &[]),
     ("batchgate-cli", &[]),
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
-    ("batchgate-store", &["batchgate-core"]),
+    ("batchgate-store", &["batchgate-core", "batchgate-cost"]),
     ("batchgate-cost", &["batchgate-core"]),
     ("batchgate-upstream-openai", &["batchgate-core"]),
     (

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use batchgate_config::{BatchSettings, GeneralSettings, Router};
 use batchgate_core::{ApiError, Caller, Deployment, ObjectRef};
+use batchgate_cost::{first_overspent, Budget, Overspent};
 use batchgate_ids::{IdCodec, Inner, Kind, RoutedId};
-use batchgate_store::{Blobs, MetaStore, Owner};
+use batchgate_store::{Blobs, MetaStore, Owner, StoreError};
 
 use crate::Clock;
 
@@ -32,6 +33,36 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     pub fn now(&self) -> i64 {
         (self.clock)()
+    }
+
+    /// Whether a key or its team (the key named first) has spent its
+    /// budget: the one rule both the API (no new work) and running batches
+    /// (stop, under `on_budget_exceeded: stop`) apply.
+    pub async fn overspent(
+        &self,
+        key_id: Option<&str>,
+        team_id: Option<&str>,
+    ) -> Result<Option<Overspent>, StoreError> {
+        let mut budgets = Vec::new();
+        if let Some(id) = key_id {
+            if let Some(k) = self.store.key_by_id(id).await? {
+                let budget = Budget {
+                    spend: k.spend,
+                    max: k.max_budget,
+                };
+                budgets.push((format!("key {id}"), budget));
+            }
+        }
+        if let Some(id) = team_id {
+            if let Some(t) = self.store.team(id).await? {
+                let budget = Budget {
+                    spend: t.spend,
+                    max: t.max_budget,
+                };
+                budgets.push((format!("team {id}"), budget));
+            }
+        }
+        Ok(first_overspent(budgets))
     }
 
     /// A fresh gateway-owned ID for an object living on `deployment`:

@@ -22,28 +22,13 @@ pub async fn check_budget(gw: &Gateway, caller: &Caller) -> Result<(), ApiError>
     if caller.is_master {
         return Ok(());
     }
-    let store = gw.store.as_ref();
     // A period that ended since the last sweep ends now, before the check.
-    store.reset_budgets(gw.now()).await?;
-    if let Some(key_id) = &caller.key_id {
-        if let Some(key) = store.key_by_id(key_id).await? {
-            if let Some(max) = key.max_budget {
-                if key.spend >= max {
-                    return Err(exceeded(&format!("key {key_id}"), key.spend, max));
-                }
-            }
-        }
+    gw.store.reset_budgets(gw.now()).await?;
+    let (key, team) = (caller.key_id.as_deref(), caller.team_id.as_deref());
+    match gw.overspent(key, team).await? {
+        Some(o) => Err(exceeded(&o.who, o.spend, o.max)),
+        None => Ok(()),
     }
-    if let Some(team_id) = &caller.team_id {
-        if let Some(team) = store.team(team_id).await? {
-            if let Some(max) = team.max_budget {
-                if team.spend >= max {
-                    return Err(exceeded(&format!("team {team_id}"), team.spend, max));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 fn exceeded(who: &str, spend: rust_decimal::Decimal, max: rust_decimal::Decimal) -> ApiError {

@@ -95,14 +95,8 @@ pub struct LineResult {
     pub charge: Option<LineCharge>,
 }
 
-/// A line's cost, exact.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LineCharge {
-    pub input: rust_decimal::Decimal,
-    pub output: rust_decimal::Decimal,
-    /// False when the model has no configured price.
-    pub priced: bool,
-}
+/// A line's cost, exact: priced by `batchgate-cost`, persisted here.
+pub use batchgate_cost::LineCost as LineCharge;
 
 /// A conditional status change: applied only if the batch is in one of
 /// `from`, so concurrent actors (API cancel, engine, another instance)

@@ -350,22 +350,9 @@ async fn control(
     }
 }
 
-/// Whether the key or team owning a batch has spent its budget.
+/// Whether the key or team owning a batch has spent its budget (a store
+/// error counts as not: the next tick looks again).
 async fn over_budget(shared: &Shared, owner: &batchgate_store::Owner) -> bool {
-    let store = &shared.gw.store;
-    if let Some(key_id) = &owner.key_id {
-        if let Ok(Some(k)) = store.key_by_id(key_id).await {
-            if k.max_budget.is_some_and(|max| k.spend >= max) {
-                return true;
-            }
-        }
-    }
-    if let Some(team_id) = &owner.team_id {
-        if let Ok(Some(t)) = store.team(team_id).await {
-            if t.max_budget.is_some_and(|max| t.spend >= max) {
-                return true;
-            }
-        }
-    }
-    false
+    let (key, team) = (owner.key_id.as_deref(), owner.team_id.as_deref());
+    matches!(shared.gw.overspent(key, team).await, Ok(Some(_)))
 }

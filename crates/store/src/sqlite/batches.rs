@@ -241,7 +241,7 @@ impl BatchStore for SqliteStore {
         check_fence(&mut tx, Some(lease)).await?;
         let (mut ok, mut failed) = (0i64, 0i64);
         let (mut input, mut cached, mut output, mut reasoning) = (0i64, 0i64, 0i64, 0i64);
-        let mut charged = Charged::default();
+        let mut charged = Charged::zero();
         for r in results {
             let inserted = sqlx::query(
                 "INSERT INTO batch_results (batch_key, line_no, custom_id, ok, line) VALUES (?, ?, ?, ?, ?) \
@@ -287,7 +287,7 @@ impl BatchStore for SqliteStore {
         .bind(key)
         .execute(&mut *tx)
         .await?;
-        if charged.lines() > 0 {
+        if charged.priced_lines + charged.unpriced_lines > 0 {
             let tokens = (input, cached, output);
             super::spend::accrue(&mut tx, key, &charged, tokens, self.now()).await?;
         }

@@ -9,32 +9,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::keys::decimal;
-use crate::{utc_day, LineCharge, StoreError};
+use crate::{utc_day, StoreError};
 
-/// The sum of the charges of newly journaled lines.
-#[derive(Debug, Default)]
-pub struct Charged {
-    input: Decimal,
-    output: Decimal,
-    priced: i64,
-    unpriced: i64,
-}
-
-impl Charged {
-    pub fn add(&mut self, c: &LineCharge) {
-        self.input += c.input;
-        self.output += c.output;
-        if c.priced {
-            self.priced += 1;
-        } else {
-            self.unpriced += 1;
-        }
-    }
-
-    pub fn lines(&self) -> i64 {
-        self.priced + self.unpriced
-    }
-}
+/// The cost of the newly journaled lines of one commit, summed by
+/// `batchgate-cost`.
+pub type Charged = batchgate_cost::BatchCost;
 
 /// Adds `c` to the batch, writes a ledger row and raises the owner's key
 /// and team spend. Runs after the journal inserts of the same transaction,
@@ -53,7 +32,7 @@ pub async fn accrue(
     .bind(batch_key)
     .fetch_one(&mut **tx)
     .await?;
-    let total = c.input + c.output;
+    let total = c.total;
     sqlx::query(
         "UPDATE batches SET cost_input = ?, cost_output = ?, priced_lines = priced_lines + ?, \
          unpriced_lines = unpriced_lines + ? WHERE key = ?",
@@ -68,8 +47,8 @@ pub async fn accrue(
             .normalize()
             .to_string(),
     )
-    .bind(c.priced)
-    .bind(c.unpriced)
+    .bind(count(c.priced_lines))
+    .bind(count(c.unpriced_lines))
     .bind(batch_key)
     .execute(&mut **tx)
     .await?;
@@ -89,13 +68,13 @@ pub async fn accrue(
     .bind(row.try_get::<String, _>("deployment_id")?)
     .bind(utc_day(now))
     .bind(now)
-    .bind(c.lines())
+    .bind(count(c.priced_lines + c.unpriced_lines))
     .bind(input_tokens)
     .bind(cached_tokens)
     .bind(output_tokens)
     .bind(total.normalize().to_string())
-    .bind(c.priced)
-    .bind(c.unpriced)
+    .bind(count(c.priced_lines))
+    .bind(count(c.unpriced_lines))
     .execute(&mut **tx)
     .await?;
     for (table, column, id) in [("keys", "key_id", key_id), ("teams", "team_id", team_id)] {
@@ -116,6 +95,10 @@ pub async fn accrue(
         }
     }
     Ok(())
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The batch object's `cost`.
