@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use batchgate_mock_vllm::DEFAULT_MODEL;
 use batchgate_tests::{
-    assert_every_id_once, chat_lines, config_of_entries, model_entry, Gateway, MockConfig, MockVllm,
+    assert_every_id_once, chat_lines, config_of_entries, model_entry, Gateway, MockConfig,
+    MockVllm, MASTER_KEY,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -46,6 +47,27 @@ async fn an_openai_compatible_server_runs_batches_beside_a_vllm_one() {
         assert_every_id_once(&out, &err, 20);
         assert_eq!(out[0]["response"]["body"]["model"], DEFAULT_MODEL);
         assert_eq!(mock.stats().requests, 20, "{model} went to its own server");
+    }
+
+    // Listing through one model's provider shows that model's batches only.
+    for model in ["on-sglang", "on-vllm"] {
+        let page: serde_json::Value = reqwest::Client::new()
+            .get(gw.url("/v1/batches"))
+            .bearer_auth(MASTER_KEY)
+            .header("x-litellm-model", model)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let models: Vec<_> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["model"].clone())
+            .collect();
+        assert_eq!(models, [serde_json::json!(model)], "{page}");
     }
 
     let (status, health) = gw.get("/health").await.unwrap();

@@ -207,7 +207,7 @@ impl BatchApi for OpenAiCompatProvider {
         if self.forwards(d).await {
             self.forward.list_batches(ctx, d, q).await
         } else {
-            self.engine.list(ctx, q).await
+            self.engine.list_batches(ctx, d, q).await
         }
     }
 }

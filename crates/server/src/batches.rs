@@ -97,7 +97,7 @@ pub async fn list(
             let provider = st.providers.for_deployment(&deployment)?;
             provider.list_batches(&ctx, &deployment, &query).await?
         }
-        None => st.batches.list(&ctx, &query).await?,
+        None => st.batches.list(&ctx, None, &query).await?,
     };
     Ok(Json(page))
 }

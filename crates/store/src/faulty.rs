@@ -105,10 +105,13 @@ impl BatchStore for FaultyStore {
     async fn list_batches(
         &self,
         caller: &Caller,
+        model_name: Option<&str>,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<BatchRecord>, StoreError> {
-        self.inner.list_batches(caller, after, limit).await
+        self.inner
+            .list_batches(caller, model_name, after, limit)
+            .await
     }
     async fn batch_stats(&self) -> Result<BatchStats, StoreError> {
         self.inner.batch_stats().await

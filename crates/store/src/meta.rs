@@ -89,10 +89,12 @@ pub trait BatchStore: Send + Sync {
     /// and routing fields keep their first values.
     async fn upsert_forwarded_batch(&self, batch: &BatchRecord) -> Result<(), StoreError>;
 
-    /// Batches the caller may see, newest first; `after` as for files.
+    /// Batches the caller may see (only those of `model_name`, when
+    /// given), newest first; `after` as for files.
     async fn list_batches(
         &self,
         caller: &Caller,
+        model_name: Option<&str>,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<BatchRecord>, StoreError>;

@@ -401,3 +401,32 @@ async fn a_line_is_charged_once_to_its_key_and_team() {
         assert_eq!(lines, 3, "{name}");
     }
 }
+
+#[tokio::test]
+async fn batch_listings_filter_by_model() {
+    for (name, store, _dir) in backends().await {
+        for (k, model) in [("b1", "m"), ("b2", "other"), ("b3", "m")] {
+            store.insert_file(&file(&format!("in-{k}"))).await.unwrap();
+            let mut b = batch(k, &format!("in-{k}"));
+            b.batch.model = Some(model.into());
+            assert!(store.insert_batch(&b).await.unwrap());
+        }
+        let master = batchgate_core::Caller::master();
+        let keys = |p: batchgate_store::Page<batchgate_store::BatchRecord>| {
+            p.items.into_iter().map(|b| b.key).collect::<Vec<_>>()
+        };
+        let all = store.list_batches(&master, None, None, 10).await.unwrap();
+        assert_eq!(keys(all), ["b3", "b2", "b1"], "{name}");
+        let m = store
+            .list_batches(&master, Some("m"), None, 1)
+            .await
+            .unwrap();
+        assert!(m.has_more, "{name}");
+        assert_eq!(keys(m), ["b3"], "{name}");
+        let rest = store
+            .list_batches(&master, Some("m"), Some("b3"), 10)
+            .await
+            .unwrap();
+        assert_eq!(keys(rest), ["b1"], "{name}");
+    }
+}

@@ -2,8 +2,8 @@
 
 use batchgate_config::{window_seconds, DEFAULT_ENDPOINTS};
 use batchgate_core::{
-    ApiError, Batch, BatchStatus, CreateBatchRequest, Deployment, ExpiresAfter, FilePurpose,
-    ListPage, ListQuery, ObjectRef, RequestCounts, RequestCtx,
+    ApiError, Batch, BatchApi, BatchStatus, CreateBatchRequest, Deployment, ExpiresAfter,
+    FilePurpose, ListPage, ListQuery, ObjectRef, RequestCounts, RequestCtx,
 };
 use batchgate_ids::Kind;
 use batchgate_store::{BatchRecord, Owner, Transition};
@@ -185,10 +185,12 @@ impl Engine {
         }
     }
 
-    /// Every batch the caller may see, newest first.
+    /// Every batch the caller may see (of `model_name` only, when given),
+    /// newest first.
     pub async fn list(
         &self,
         ctx: &RequestCtx,
+        model_name: Option<&str>,
         query: &ListQuery,
     ) -> Result<ListPage<Batch>, ApiError> {
         let gw = &self.shared.gw;
@@ -201,9 +203,41 @@ impl Engine {
         };
         let page = gw
             .store
-            .list_batches(&ctx.caller, after.as_deref(), query.limit)
+            .list_batches(&ctx.caller, model_name, after.as_deref(), query.limit)
             .await?;
         let data = page.items.into_iter().map(|r| r.batch).collect();
         Ok(ListPage::new(data, page.has_more, |b: &Batch| &b.id))
+    }
+}
+
+/// The engine is a [`BatchApi`] of its own: a provider whose batches all
+/// run in the gateway can hand it out as is.
+#[async_trait::async_trait]
+impl BatchApi for Engine {
+    async fn create_batch(
+        &self,
+        ctx: &RequestCtx,
+        input: &ObjectRef,
+        request: CreateBatchRequest,
+    ) -> Result<Batch, ApiError> {
+        self.create(ctx, input, request).await
+    }
+
+    async fn retrieve_batch(&self, ctx: &RequestCtx, batch: &ObjectRef) -> Result<Batch, ApiError> {
+        self.retrieve(ctx, batch).await
+    }
+
+    async fn cancel_batch(&self, ctx: &RequestCtx, batch: &ObjectRef) -> Result<Batch, ApiError> {
+        self.cancel(ctx, batch).await
+    }
+
+    /// The batches of `deployment`'s model the caller may see.
+    async fn list_batches(
+        &self,
+        ctx: &RequestCtx,
+        deployment: &std::sync::Arc<Deployment>,
+        query: &ListQuery,
+    ) -> Result<ListPage<Batch>, ApiError> {
+        self.list(ctx, Some(&deployment.model_name), query).await
     }
 }

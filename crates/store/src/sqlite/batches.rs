@@ -77,6 +77,7 @@ impl BatchStore for SqliteStore {
     async fn list_batches(
         &self,
         caller: &Caller,
+        model_name: Option<&str>,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<BatchRecord>, StoreError> {
@@ -103,6 +104,9 @@ impl BatchStore for SqliteStore {
         let mut q: QueryBuilder<'_, Sqlite> =
             QueryBuilder::new("SELECT * FROM batches WHERE 1 = 1");
         push_visible_to(&mut q, caller);
+        if let Some(model) = model_name {
+            q.push(" AND model = ").push_bind(model.to_string());
+        }
         if let Some(seq) = cursor {
             q.push(" AND seq < ").push_bind(seq);
         }
