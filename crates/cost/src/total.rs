@@ -70,3 +70,37 @@ impl BatchCost {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(input: i64, output: i64, priced: bool) -> LineCost {
+        LineCost {
+            input: Decimal::new(input, 3),
+            output: Decimal::new(output, 3),
+            priced,
+        }
+    }
+
+    #[test]
+    fn a_batch_cost_adds_lines_exactly_and_counts_them() {
+        let mut cost = BatchCost::zero();
+        assert_eq!(cost.currency, "USD");
+        cost.add(&line(1, 2, true));
+        cost.add(&line(10, 20, true));
+        cost.add(&LineCost::unpriced());
+        assert_eq!(cost.input, Decimal::new(11, 3));
+        assert_eq!(cost.output, Decimal::new(22, 3));
+        assert_eq!(cost.total, Decimal::new(33, 3));
+        assert_eq!((cost.priced_lines, cost.unpriced_lines), (2, 1));
+    }
+
+    #[test]
+    fn an_unpriced_line_costs_nothing() {
+        let u = LineCost::unpriced();
+        assert!(!u.priced);
+        assert_eq!(u.total(), Decimal::ZERO);
+        assert_eq!(line(5, 7, true).total(), Decimal::new(12, 3));
+    }
+}
