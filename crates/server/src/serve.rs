@@ -55,8 +55,9 @@ pub async fn serve(
     let app = router(state, auth);
     serve_connections(listener, app, settings, shutdown).await;
     sweeper.abort();
-    // The listener is closed and every connection has drained: further
-    // shutdown work (e.g. waiting for in-flight upstream calls) goes here.
+    // The listener is closed and every connection has drained. The batch
+    // engine's graceful stop runs beside this, started by the same signal
+    // (the binary's `boot`), and is awaited there.
     Ok(())
 }
 
