@@ -49,10 +49,14 @@ pub fn build_release() -> Result<PathBuf> {
     if !ok {
         bail!("release build failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    Ok(target_dir(&root).join("release"))
+}
+
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set.
+pub fn target_dir(root: &std::path::Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release"))
+        .unwrap_or_else(|| root.join("target"))
 }
 
 /// A child process, killed (SIGKILL) and reaped when dropped unless it has

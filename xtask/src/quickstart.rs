@@ -31,7 +31,7 @@ pub fn run(args: Args) -> Result<()> {
     if !status.success() {
         bail!("build failed");
     }
-    let bin = root.join("target").join("debug");
+    let bin = crate::procs::target_dir(&root).join("debug");
     let mock = spawn(
         Command::new(bin.join("mock-vllm")).args([
             "--port",
