@@ -265,6 +265,27 @@ impl Gateway {
         Ok(body)
     }
 
+    /// Uploads `content` for `model`, runs it as a chat batch with a 24 h
+    /// window and waits (up to `timeout`) until it ends.
+    pub async fn run_chat_batch(
+        &self,
+        model: &str,
+        content: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let file = self.upload(model, "input.jsonl", content).await?;
+        let file_id = file["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no file id: {file}"))?;
+        let created = self
+            .create_batch(file_id, "/v1/chat/completions", "24h")
+            .await?;
+        let id = created["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no batch id: {created}"))?;
+        self.wait_batch(id, timeout).await
+    }
+
     /// Polls until the batch reaches a terminal status (or `timeout`).
     pub async fn wait_batch(&self, id: &str, timeout: Duration) -> Result<Value> {
         let deadline = Instant::now() + timeout;

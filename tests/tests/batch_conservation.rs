@@ -54,16 +54,8 @@ async fn every_accepted_line_ends_in_exactly_one_result_file() {
         file.push_str(&line(i, &extras[i % extras.len()]));
         file.push_str(if i % 7 == 0 { "\r\n\n  \n" } else { "\n" });
     }
-    let uploaded = gw
-        .upload(MODEL, "odd.jsonl", file.into_bytes())
-        .await
-        .unwrap();
-    let created = gw
-        .create_batch(uploaded["id"].as_str().unwrap(), CHAT, "24h")
-        .await
-        .unwrap();
     let done = gw
-        .wait_batch(created["id"].as_str().unwrap(), WAIT)
+        .run_chat_batch(MODEL, file.into_bytes(), WAIT)
         .await
         .unwrap();
     assert_eq!(done["status"], "completed", "{done}");
@@ -89,16 +81,8 @@ async fn lines_execution_could_not_parse_fail_validation_with_their_line() {
         line(5, "2"),
     ]
     .join("\n");
-    let uploaded = gw
-        .upload(MODEL, "bad.jsonl", file.into_bytes())
-        .await
-        .unwrap();
-    let created = gw
-        .create_batch(uploaded["id"].as_str().unwrap(), CHAT, "24h")
-        .await
-        .unwrap();
     let done = gw
-        .wait_batch(created["id"].as_str().unwrap(), WAIT)
+        .run_chat_batch(MODEL, file.into_bytes(), WAIT)
         .await
         .unwrap();
     assert_eq!(done["status"], "failed", "{done}");

@@ -30,16 +30,8 @@ async fn an_openai_compatible_server_runs_batches_beside_a_vllm_one() {
         .unwrap();
 
     for (model, mock) in [("on-sglang", &sglang), ("on-vllm", &vllm)] {
-        let file = gw
-            .upload(model, "in.jsonl", chat_lines(model, 20))
-            .await
-            .unwrap();
-        let created = gw
-            .create_batch(file["id"].as_str().unwrap(), "/v1/chat/completions", "24h")
-            .await
-            .unwrap();
         let done = gw
-            .wait_batch(created["id"].as_str().unwrap(), WAIT)
+            .run_chat_batch(model, chat_lines(model, 20), WAIT)
             .await
             .unwrap();
         assert_eq!(done["status"], "completed", "{model}: {done}");
