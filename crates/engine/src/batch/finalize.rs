@@ -8,8 +8,8 @@ use batchgate_store::{BatchRecord, FileRecord, Lease, LineResult, MetaStore, Tra
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::journal::unsendable_line;
 use super::shared::{Shared, MAX_LINE_BYTES};
+use super::upstream::not_run_line;
 use crate::{is_blank, LineReader};
 
 const PAGE: u32 = 1000;
@@ -197,14 +197,9 @@ fn adds_up(rec: &BatchRecord) -> bool {
 /// re-read.
 async fn settle(shared: &Shared, rec: BatchRecord, lease: &Lease) -> Result<BatchRecord, ApiError> {
     tracing::warn!(batch = %rec.batch.id, "lines without a result at the end of the batch; failing them");
-    let error = BatchError {
-        code: "request_not_executed".into(),
-        message: "The gateway did not execute this request; submit it again.".into(),
-        param: None,
-        line: None,
-    };
+    let message = "The gateway did not execute this request; submit it again.";
     fill_unfinished(shared, &rec, lease, |n, id| {
-        unsendable_line(n, Some(id.to_string()), &error)
+        not_run_line(n, Some(id), "request_not_executed", message)
     })
     .await?;
     Ok(shared.gw.store.get_batch(&rec.key).await?.unwrap_or(rec))

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::Shared;
+use super::upstream::not_run_line;
 
 /// Results committed in one transaction at most.
 const MAX_COMMIT: usize = 512;
@@ -99,14 +100,5 @@ pub fn unsendable_line(
     custom_id: Option<String>,
     error: &batchgate_core::BatchError,
 ) -> LineResult {
-    let v = serde_json::json!({"id": batchgate_ids::batch_request_id(), "custom_id": custom_id,
-        "response": null, "error": {"code": error.code, "message": error.message}});
-    LineResult {
-        line_no,
-        custom_id: custom_id.unwrap_or_default(),
-        ok: false,
-        line: v.to_string(),
-        usage: None,
-        charge: None,
-    }
+    not_run_line(line_no, custom_id.as_deref(), &error.code, &error.message)
 }

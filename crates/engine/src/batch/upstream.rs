@@ -372,7 +372,7 @@ fn result_line(
 pub fn expired_line(line_no: u64, custom_id: &str) -> LineResult {
     not_run_line(
         line_no,
-        custom_id,
+        Some(custom_id),
         "batch_expired",
         "This request could not be executed before the completion window expired.",
     )
@@ -383,18 +383,25 @@ pub fn expired_line(line_no: u64, custom_id: &str) -> LineResult {
 pub fn budget_line(line_no: u64, custom_id: &str) -> LineResult {
     not_run_line(
         line_no,
-        custom_id,
+        Some(custom_id),
         "budget_exceeded",
         "This request was not executed: the budget of its key or team was exceeded.",
     )
 }
 
-fn not_run_line(line_no: u64, custom_id: &str, code: &str, message: &str) -> LineResult {
+/// The error-file line of a request that got no upstream answer, with why
+/// (`custom_id` is `null` for a line too broken to name one).
+pub(super) fn not_run_line(
+    line_no: u64,
+    custom_id: Option<&str>,
+    code: &str,
+    message: &str,
+) -> LineResult {
     let v = json!({"id": batch_request_id(), "custom_id": custom_id, "response": null,
         "error": {"code": code, "message": message}});
     LineResult {
         line_no,
-        custom_id: custom_id.to_string(),
+        custom_id: custom_id.unwrap_or_default().to_string(),
         ok: false,
         line: v.to_string(),
         usage: None,
