@@ -255,3 +255,27 @@ async fn hosted_vllm_env_fills_in_api_base_and_api_key() {
     let errors = gw.jsonl(done["error_file_id"].as_str()).await.unwrap();
     assert_eq!(errors[0]["response"]["status_code"], 401, "{errors:?}");
 }
+
+/// A config file that cannot be read is named with the reason, once, as a
+/// person reads it (no `(os error 2)`, no repeated cause).
+#[test]
+fn an_unreadable_config_says_why_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    let out = std::process::Command::new(batchgate_tests::binary("batchgate"))
+        .arg("--config")
+        .arg(&missing)
+        .args(["--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "batchgate: cannot read {}: No such file or directory",
+            missing.display()
+        )
+    );
+}

@@ -33,9 +33,9 @@ impl Config {
     /// Reads and validates a config file. `providers` lists the provider
     /// prefixes that are registered (`hosted_vllm`, ...).
     pub fn load(path: &Path, providers: &[&str]) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Self::from_yaml(&text, providers, &|name| std::env::var(name).ok())
     }
