@@ -126,3 +126,64 @@ async fn health_reports_each_deployment() {
     assert_eq!(body["unhealthy_endpoints"][0]["model"], "down");
     assert!(body["unhealthy_endpoints"][0]["error"].is_string());
 }
+
+/// Starts `cmd` with stdout and stderr piped, waits for its `listening on`
+/// line, stops it and returns what it wrote to stderr.
+async fn stderr_of_a_short_run(mut cmd: tokio::process::Command) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line.contains("listening on") {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(listening.await.unwrap(), "never listened");
+    child.kill().await.unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    stderr
+}
+
+/// Logs piped to a file or a collector carry no ANSI escape codes, from the
+/// gateway and from the mock alike.
+#[tokio::test]
+async fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, config(&[("m", "http://127.0.0.1:9")], "")).unwrap();
+    let mut gateway = tokio::process::Command::new(batchgate_tests::binary("batchgate"));
+    gateway
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--port", "0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR");
+    let mut mock = tokio::process::Command::new(batchgate_tests::binary("mock-vllm"));
+    mock.args(["--port", "0"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR");
+    for (name, cmd) in [("batchgate", gateway), ("mock-vllm", mock)] {
+        let stderr = stderr_of_a_short_run(cmd).await;
+        assert!(stderr.contains("INFO"), "{name} logged nothing: {stderr}");
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "{name} coloured its log: {stderr:?}"
+        );
+    }
+}

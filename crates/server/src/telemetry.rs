@@ -152,7 +152,7 @@ pub fn init() -> TelemetryGuard {
 }
 
 /// The log layer: human-readable lines on stderr, filtered by `RUST_LOG`
-/// (default `info`).
+/// (default `info`), coloured only where [`colour`] says so.
 pub fn fmt_layer<S>() -> impl Layer<S> + Send + Sync
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -160,8 +160,19 @@ where
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,opentelemetry=warn"));
     tracing_subscriber::fmt::layer()
+        .with_ansi(colour(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr)
         .with_filter(filter)
+}
+
+/// Whether log lines carry ANSI colours: only on a terminal, and never when
+/// `NO_COLOR` is set to anything but the empty string (no-color.org).
+/// Escape codes in a log file or a collector's pipe are noise.
+pub fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The OTLP HTTP/protobuf exporter the settings ask for, or `None` when
@@ -399,5 +410,14 @@ mod tests {
             "GET /v1/files/{file_id}"
         );
         assert_eq!(SpanName("POST", None).to_string(), "POST");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
     }
 }
