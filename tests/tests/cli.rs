@@ -419,3 +419,28 @@ async fn waiting_survives_a_gateway_restart() {
         8
     );
 }
+
+/// `files download ID | head`: the reader leaving early ends the download
+/// quietly, with status 0 and nothing on stderr.
+#[tokio::test]
+async fn download_into_a_closed_pipe_ends_quietly() {
+    let (_mock, gw) = setup().await;
+    // Far larger than a pipe's buffer, so the CLI is still writing when the
+    // reader goes.
+    let content = chat_lines("m", 8_000);
+    assert!(content.len() > 1_000_000, "{}", content.len());
+    let file = gw.upload("m", "big.jsonl", content).await.unwrap();
+    let id = file["id"].as_str().unwrap();
+    let mut child = command(&gw, &["files", "download", id]).spawn().unwrap();
+    let mut head = [0u8; 100];
+    let mut stdout = child.stdout.take().unwrap();
+    stdout.read_exact(&mut head).await.unwrap();
+    drop(stdout);
+    let out = tokio::time::timeout(Duration::from_secs(40), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+}

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::output::{count, key_values, print_json, text, time, Table};
+use crate::output::{count, emit, key_values, print_json, text, time, Table};
 use crate::{exit, Global};
 
 /// `batchgate batches ...`
@@ -66,9 +66,9 @@ pub async fn run(args: BatchesArgs) -> Result<u8> {
             }
             let page = client.get_json("/v1/batches", &query).await?;
             if json {
-                print_json(&page);
+                print_json(&page)?;
             } else {
-                print!("{}", batch_table(&page));
+                emit(&batch_table(&page))?;
                 if page["has_more"].as_bool() == Some(true) {
                     eprintln!("(more: --after {})", text(&page, "last_id"));
                 }
@@ -76,23 +76,23 @@ pub async fn run(args: BatchesArgs) -> Result<u8> {
         }
         BatchesCommand::Get { id } => {
             let batch = client.get_json(&format!("/v1/batches/{id}"), &[]).await?;
-            show(&batch, json);
+            show(&batch, json)?;
         }
         BatchesCommand::Cancel { id } => {
             let batch = client
                 .post_empty(&format!("/v1/batches/{id}/cancel"))
                 .await?;
-            show(&batch, json);
+            show(&batch, json)?;
         }
     }
     Ok(exit::OK)
 }
 
-fn show(batch: &Value, json: bool) {
+fn show(batch: &Value, json: bool) -> Result<()> {
     if json {
-        print_json(batch);
+        print_json(batch)
     } else {
-        print!("{}", batch_details(batch));
+        emit(&batch_details(batch))
     }
 }
 

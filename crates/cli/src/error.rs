@@ -47,6 +47,11 @@ impl CliError {
             source,
         }
     }
+
+    /// Whether the error is a write to a pipe whose reader has gone.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
 }
 
 impl CliError {

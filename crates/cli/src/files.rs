@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::{CliError, Result};
-use crate::output::{count, key_values, print_json, text, time, Table};
+use crate::output::{count, emit, key_values, print_json, text, time, Table};
 use crate::{exit, Global};
 
 /// `batchgate files ...`
@@ -78,9 +78,9 @@ pub async fn run(args: FilesArgs) -> Result<u8> {
             }
             let page = client.get_json("/v1/files", &query).await?;
             if json {
-                print_json(&page);
+                print_json(&page)?;
             } else {
-                print!("{}", file_table(&page));
+                emit(&file_table(&page))?;
                 if page["has_more"].as_bool() == Some(true) {
                     eprintln!("(more: --after {})", text(&page, "last_id"));
                 }
@@ -89,17 +89,17 @@ pub async fn run(args: FilesArgs) -> Result<u8> {
         FilesCommand::Get { id } => {
             let file = client.get_json(&format!("/v1/files/{id}"), &[]).await?;
             if json {
-                print_json(&file);
+                print_json(&file)?;
             } else {
-                print!("{}", file_details(&file));
+                emit(&file_details(&file))?;
             }
         }
         FilesCommand::Rm { id } => {
             let deleted = client.delete_json(&format!("/v1/files/{id}")).await?;
             if json {
-                print_json(&deleted);
+                print_json(&deleted)?;
             } else if deleted["deleted"].as_bool() == Some(true) {
-                println!("deleted {}", text(&deleted, "id"));
+                emit(&format!("deleted {}\n", text(&deleted, "id")))?;
             } else {
                 return Err(CliError::Protocol(format!(
                     "{id} was not deleted: {deleted}"

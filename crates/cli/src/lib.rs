@@ -110,6 +110,9 @@ pub async fn run(command: Command) -> u8 {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`files download ID | head`): what it
+        // wanted, it got. Not an error worth a message or a failing status.
+        Err(e) if e.is_broken_pipe() => exit::OK,
         Err(e) => {
             eprintln!("batchgate: error: {e}");
             exit::ERROR

@@ -74,11 +74,19 @@ pub fn key_values(pairs: &[(&str, String)]) -> String {
 }
 
 /// Prints `value` as pretty JSON on stdout (the `--json` output).
-pub fn print_json(value: &Value) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(_) => println!("{value}"),
-    }
+pub fn print_json(value: &Value) -> crate::Result<()> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    emit(&format!("{text}\n"))
+}
+
+/// Writes `text` to stdout. Unlike `print!`, a closed stdout (`| head`) is
+/// an error the caller can end on quietly, not a panic.
+pub fn emit(text: &str) -> crate::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| crate::CliError::io("cannot write to stdout", e))
 }
 
 /// A string field, or `-` when absent or null.

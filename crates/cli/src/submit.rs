@@ -12,7 +12,7 @@ use crate::batches::error_lines;
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::files::download_to;
-use crate::output::{print_json, text};
+use crate::output::{emit, print_json, text};
 use crate::progress::{Progress, ProgressMode, Snapshot};
 use crate::wait::{wait, Interrupts, Outcome};
 use crate::{exit, Global};
@@ -98,14 +98,14 @@ pub async fn run(args: SubmitArgs) -> Result<u8> {
         .to_string();
     let Some(interrupts) = interrupts.as_mut() else {
         if args.global.json {
-            print_json(&batch);
+            print_json(&batch)?;
         } else {
-            println!("{id}");
+            emit(&format!("{id}\n"))?;
         }
         return Ok(exit::OK);
     };
     if !args.global.json {
-        println!("{id}");
+        emit(&format!("{id}\n"))?;
     }
     let mut progress = Progress::new(&id, args.progress);
     let interval = Duration::from_millis(args.poll_ms.max(50));
@@ -118,7 +118,7 @@ pub async fn run(args: SubmitArgs) -> Result<u8> {
     }
     download_results(&client, &batch, &id, &args.out).await?;
     if args.global.json {
-        print_json(&batch);
+        print_json(&batch)?;
     }
     Ok(exit_code(&batch))
 }
