@@ -5,11 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bins;
 pub mod one_model;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,48 +18,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub use batchgate_mock_vllm::{Faults, MockConfig, MockHandle, MockVllm};
+pub use bins::{binary, cargo_command, workspace_root};
 
 /// The master key every harness config uses.
 pub const MASTER_KEY: &str = "sk-1234";
-
-/// The workspace's root directory.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
-/// Path of a workspace binary, built (debug profile) on first use.
-pub fn binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "batchgate",
-                "-p",
-                "batchgate-mock-vllm",
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .map_err(|e| e.to_string())?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("cargo build failed: {status}"))
-        }
-    });
-    if let Err(e) = built {
-        panic!("cannot build binaries: {e}");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("debug").join(name)
-}
 
 /// A config with one deployment per `(model_name, api_base)` and extra YAML
 /// appended (e.g. a `batch_settings:` block).

@@ -4,6 +4,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::procs::{cargo, without_cargo_run_env};
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Skip the Python SDK suite (it needs PyPI for its first run).
@@ -12,14 +14,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    step(
-        "format",
-        Command::new(&cargo).args(["fmt", "--all", "--", "--check"]),
-    )?;
+    step("format", cargo().args(["fmt", "--all", "--", "--check"]))?;
     step(
         "clippy",
-        Command::new(&cargo).args([
+        cargo().args([
             "clippy",
             "--workspace",
             "--all-targets",
@@ -30,19 +28,16 @@ pub fn run(args: Args) -> Result<()> {
     )?;
     step(
         "build binaries",
-        Command::new(&cargo).args(["build", "-p", "batchgate", "-p", "batchgate-mock-vllm"]),
+        cargo().args(["build", "-p", "batchgate", "-p", "batchgate-mock-vllm"]),
     )?;
     step(
         "rust tests",
-        Command::new(&cargo).args(["test", "--workspace", "--all-targets"]),
+        cargo().args(["test", "--workspace", "--all-targets"]),
     )?;
-    step(
-        "doc tests",
-        Command::new(&cargo).args(["test", "--workspace", "--doc"]),
-    )?;
+    step("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;
     step(
         "quickstart",
-        Command::new(&cargo).args([
+        cargo().args([
             "xtask",
             "quickstart",
             "--exit",
@@ -50,12 +45,14 @@ pub fn run(args: Args) -> Result<()> {
             "4100",
             "--mock-port",
             "8100",
+            "--data-dir",
+            "target/quickstart-ci",
         ]),
     )?;
     if !args.no_python {
         step(
             "python SDK tests",
-            Command::new("bash").arg("tests/python/run.sh"),
+            without_cargo_run_env(Command::new("bash").arg("tests/python/run.sh")),
         )?;
     }
     eprintln!("\nxtask ci: all checks passed");

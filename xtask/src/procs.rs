@@ -1,5 +1,5 @@
-//! Child processes for the load runs: the release build, and `batchgate` /
-//! `mock-vllm` started as separate processes that are killed when their
+//! Child processes: nested `cargo` runs ([`cargo`]), the release build,
+//! and `batchgate` / `mock-vllm` started as separate processes that are killed when their
 //! [`Proc`] guard is dropped (an error or Ctrl-C leaves nothing behind).
 
 use std::io::{BufRead, BufReader};
@@ -19,37 +19,58 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Builds `batchgate` and `mock-vllm` in release mode; returns the directory
-/// holding both binaries.
-pub fn build_release() -> Result<PathBuf> {
-    let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "--release", "-p", "batchgate"])
-        .args(["-p", "batchgate-mock-vllm"])
-        .current_dir(&root);
-    // Drop what `cargo run` set for xtask itself: some build scripts (ring's)
-    // rerun when CARGO_MANIFEST_DIR changes, so inheriting it would rebuild
-    // half the tree whenever a plain `cargo build --release` ran in between.
+/// A `cargo` command run from the workspace root, without the variables
+/// `cargo run` set for xtask itself. Build scripts track some of them
+/// (ring's reruns when `CARGO_MANIFEST_DIR` or `CARGO_PKG_NAME` changes),
+/// so a nested build that inherited them would rebuild ring and everything
+/// above it, and the next plain `cargo` run would rebuild it all back: every
+/// `cargo xtask quickstart` recompiled the TLS stack and the gateway twice.
+pub fn cargo() -> Command {
+    let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(program);
+    cmd.current_dir(workspace_root());
+    without_cargo_run_env(&mut cmd);
+    cmd
+}
+
+/// Removes from `cmd`'s environment what `cargo run` set for xtask, for
+/// commands that run cargo themselves (see [`cargo`]).
+pub fn without_cargo_run_env(cmd: &mut Command) -> &mut Command {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || [
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&name.as_ref())
-        {
+        if is_set_by_cargo_run(&name) {
             cmd.env_remove(name.as_ref());
         }
     }
-    let ok = cmd.status().context("run cargo build")?.success();
+    cmd
+}
+
+/// Whether `cargo run` sets `name` for the program it runs (see [`cargo`]).
+fn is_set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || name.starts_with("CARGO_BIN_")
+        || [
+            "CARGO_CRATE_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .contains(&name)
+}
+
+/// Builds `batchgate` and `mock-vllm` in release mode; returns the directory
+/// holding both binaries.
+pub fn build_release() -> Result<PathBuf> {
+    let ok = cargo()
+        .args(["build", "--release", "-p", "batchgate"])
+        .args(["-p", "batchgate-mock-vllm"])
+        .status()
+        .context("run cargo build")?
+        .success();
     if !ok {
         bail!("release build failed");
     }
-    Ok(target_dir(&root).join("release"))
+    Ok(target_dir(&workspace_root()).join("release"))
 }
 
 /// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set.

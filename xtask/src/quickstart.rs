@@ -1,12 +1,17 @@
-//! `cargo xtask quickstart`: the README's first command.
+//! `cargo xtask quickstart`: the README's first command. It starts
+//! mock-vllm and batchgate, runs the seed's flow once and keeps serving
+//! until Ctrl-C, SIGTERM or SIGHUP (the terminal closing), which stop both
+//! children too.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::Value;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::procs::{workspace_root, Proc};
+use crate::procs::{cargo, workspace_root, Proc};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,17 +21,23 @@ pub struct Args {
     /// The mock vLLM's port (examples/config.yaml expects 8000).
     #[arg(long, default_value_t = 8000)]
     mock_port: u16,
-    /// Stop after the demo instead of serving until Ctrl-C.
+    /// The gateway's data directory (relative to the workspace root).
+    #[arg(long, default_value = "batchgate-data")]
+    data_dir: PathBuf,
+    /// Stop after the demo instead of serving until stopped.
     #[arg(long)]
     exit: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Listen before starting anything: a SIGTERM or SIGHUP that arrives
+    // while the children start must still stop them, not kill xtask alone
+    // and leave them holding the ports.
+    let mut stop = runtime.block_on(async { StopSignals::new() })?;
     let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
+    let status = cargo()
         .args(["build", "-p", "batchgate", "-p", "batchgate-mock-vllm"])
-        .current_dir(&root)
         .status()?;
     if !status.success() {
         bail!("build failed");
@@ -41,39 +52,89 @@ pub fn run(args: Args) -> Result<()> {
         ]),
         "mock-vllm",
     )?;
+    let mut children = Children(vec![mock]);
     let config = std::fs::read_to_string(root.join("examples/config.yaml"))?
         .replace("localhost:8000", &format!("localhost:{}", args.mock_port));
-    let data_dir = root.join("batchgate-data");
+    let data_dir = root.join(&args.data_dir);
     std::fs::create_dir_all(&data_dir)?;
     let config_path = data_dir.join("quickstart-config.yaml");
     std::fs::write(&config_path, config)?;
-    let gateway = spawn(
+    children.0.push(spawn(
         Command::new(bin.join("batchgate"))
             .arg("--config")
             .arg(&config_path)
             .args(["--port", &args.port.to_string(), "--data-dir"])
             .arg(&data_dir),
         "batchgate",
-    )?;
+    )?);
     let base = format!("http://localhost:{}", args.port);
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(demo(&base, &root.join("examples/batch_requests.jsonl")))?;
-    if args.exit {
-        drop((gateway, mock));
-        return Ok(());
-    }
-    println!(
-        "\nbatchgate is serving on {base} (master key sk-1234) in front of a mock vLLM on :{}.",
-        args.mock_port
-    );
-    println!("Try the README's curl commands; Ctrl-C stops both.");
-    runtime.block_on(async { tokio::signal::ctrl_c().await })?;
-    drop((gateway, mock));
-    Ok(())
+    let jsonl = root.join("examples/batch_requests.jsonl");
+    runtime.block_on(async {
+        let signal = tokio::select! {
+            demo = demo(&base, &jsonl) => { demo?; None }
+            signal = stop.next() => Some(signal),
+        };
+        let signal = match signal {
+            Some(signal) => signal,
+            None if args.exit => "--exit",
+            None => {
+                println!(
+                    "\nbatchgate is serving on {base} (master key sk-1234) in front of a mock vLLM on :{}.",
+                    args.mock_port
+                );
+                println!("Try the README's curl commands; Ctrl-C (or SIGTERM) stops both.");
+                stop.next().await
+            }
+        };
+        children.stop(signal).await
+    })
 }
 
-/// Starts a binary (killed when the guard drops, so Ctrl-C or an error
-/// leaves nothing behind) and echoes its `listening on` line.
+/// SIGINT, SIGTERM and SIGHUP (the terminal closing): each stops the
+/// quickstart and the processes it started.
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<Self> {
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The name of the first signal that arrives.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
+}
+
+/// The processes the quickstart started, stopped in reverse order.
+struct Children(Vec<Proc>);
+
+impl Children {
+    /// SIGTERM each (the gateway stops gracefully), SIGKILL what is still
+    /// running after a few seconds. Dropping a `Proc` also kills it, so an
+    /// error on the way still leaves nothing behind.
+    async fn stop(mut self, why: &str) -> Result<()> {
+        eprintln!("quickstart: {why}: stopping batchgate and mock-vllm");
+        while let Some(mut child) = self.0.pop() {
+            child.terminate(Duration::from_secs(10)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a binary (killed when the guard drops, so an error leaves
+/// nothing behind) and echoes its `listening on` line.
 fn spawn(cmd: &mut Command, name: &str) -> Result<Proc> {
     let (proc, url) = Proc::start(cmd, name)?;
     println!("{name} listening on {url}");
