@@ -32,17 +32,35 @@ impl Prices {
     /// `cache_read_input_token_cost`, plus `batch_cost_multiplier`.
     /// Values may be numbers or strings; both are read exactly.
     pub fn from_model_info(info: &BTreeMap<String, Value>) -> Result<Prices, String> {
+        Self::from_config(&BTreeMap::new(), info)
+    }
+
+    /// A deployment's prices, from both places LiteLLM reads them: its
+    /// `litellm_params` (LiteLLM's "custom pricing", a per-deployment
+    /// override) and its `model_info`. A key set in `litellm_params` wins
+    /// over the same key in `model_info`; errors name the section at fault.
+    pub fn from_config(
+        litellm_params: &BTreeMap<String, Value>,
+        model_info: &BTreeMap<String, Value>,
+    ) -> Result<Prices, String> {
         let get = |key: &str| -> Result<Option<Decimal>, String> {
-            match info.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => {
-                    let d = decimal_of(v).map_err(|e| format!("model_info.{key}: {e}"))?;
-                    if d.is_sign_negative() {
-                        return Err(format!("model_info.{key}: must not be negative"));
-                    }
-                    Ok(Some(d))
-                }
+            let found = [
+                ("litellm_params", litellm_params),
+                ("model_info", model_info),
+            ]
+            .into_iter()
+            .find_map(|(section, map)| match map.get(key) {
+                None | Some(Value::Null) => None,
+                Some(v) => Some((section, v)),
+            });
+            let Some((section, v)) = found else {
+                return Ok(None);
+            };
+            let d = decimal_of(v).map_err(|e| format!("{section}.{key}: {e}"))?;
+            if d.is_sign_negative() {
+                return Err(format!("{section}.{key}: must not be negative"));
             }
+            Ok(Some(d))
         };
         Ok(Prices {
             input: get("input_cost_per_token")?,
@@ -178,5 +196,46 @@ mod tests {
         assert_eq!(c.total(), Decimal::ZERO);
         assert!(Prices::from_model_info(&info(json!({"input_cost_per_token": "abc"}))).is_err());
         assert!(Prices::from_model_info(&info(json!({"input_cost_per_token": -1}))).is_err());
+    }
+
+    #[test]
+    fn litellm_params_prices_count_and_override_model_info() {
+        let params = info(json!({
+            "input_cost_per_token": 0.000001, "output_cost_per_token": "0.000002",
+            "output_cost_per_token_batches": 0.0000005,
+            "cache_read_input_token_cost": 0.0000002,
+            "api_base": "http://x", "max_parallel_requests": 4
+        }));
+        let model_info =
+            info(json!({"input_cost_per_token": 9, "input_cost_per_token_batches": 0.0000003}));
+        let p = Prices::from_config(&params, &model_info).unwrap();
+        assert_eq!(p.input, Some(Decimal::from_str("0.000001").unwrap()));
+        assert_eq!(p.output, Some(Decimal::from_str("0.000002").unwrap()));
+        assert_eq!(
+            p.output_batches,
+            Some(Decimal::from_str("0.0000005").unwrap())
+        );
+        assert_eq!(p.cache_read, Some(Decimal::from_str("0.0000002").unwrap()));
+        // Not in litellm_params: model_info still counts.
+        assert_eq!(
+            p.input_batches,
+            Some(Decimal::from_str("0.0000003").unwrap())
+        );
+        let only_params = Prices::from_config(&params, &BTreeMap::new()).unwrap();
+        assert!(only_params.is_priced());
+        let c = only_params.batch_line(Tokens {
+            input_tokens: 10,
+            cached_tokens: 4,
+            output_tokens: 2,
+        });
+        // 6 × 0.0000005 + 4 × 0.0000001 = 0.0000034; 2 × 0.0000005 = 0.000001
+        assert_eq!(c.input, Decimal::from_str("0.0000034").unwrap());
+        assert_eq!(c.output, Decimal::from_str("0.000001").unwrap());
+        let bad = info(json!({"output_cost_per_token": "cheap"}));
+        let e = Prices::from_config(&bad, &BTreeMap::new()).unwrap_err();
+        assert!(
+            e.starts_with("litellm_params.output_cost_per_token:"),
+            "{e}"
+        );
     }
 }

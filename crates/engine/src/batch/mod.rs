@@ -47,7 +47,7 @@ impl Engine {
         };
         let mut prices = std::collections::HashMap::new();
         for (i, d) in gw.router.deployments().iter().enumerate() {
-            let p = batchgate_cost::Prices::from_model_info(&d.model_info)
+            let p = batchgate_cost::Prices::from_config(&d.extra_params, &d.model_info)
                 .map_err(|e| ApiError::invalid_request(format!("model_list[{i}].{e}")))?;
             prices.insert(d.id.clone(), p);
         }
