@@ -304,6 +304,52 @@ async fn expiry_follows_expires_after_and_purpose() {
     let other_anchor = [Text("expires_after[anchor]", "last_active_at"), seconds];
     assert_error(up(&gw, with(other_anchor)).await, 400, None);
 
+    // expires_after as one JSON field, before or after the file part.
+    let json = Text(
+        "expires_after",
+        r#"{"anchor": "created_at", "seconds": 7200}"#,
+    );
+    let json_late = Text(
+        "expires_after",
+        r#"{"anchor":"created_at","seconds":"7200"}"#,
+    );
+    for parts in [
+        vec![batch(), json, seed()],
+        vec![batch(), seed(), json_late],
+    ] {
+        let f = up_ok(&gw, parts).await;
+        assert_eq!(
+            f["expires_at"],
+            f["created_at"].as_i64().unwrap() + 7200,
+            "{f}"
+        );
+    }
+    for bad in [
+        r#"{"anchor":"created_at","seconds":60}"#,
+        r#"{"seconds":3600}"#,
+        "3600",
+    ] {
+        let answer = up(&gw, vec![batch(), Text("expires_after", bad), seed()]).await;
+        let (status, body) = &answer;
+        assert_eq!(*status, 400, "{bad}: {body}");
+        assert!(
+            body["error"]["param"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("expires_after"),
+            "{body}"
+        );
+    }
+    let [a, b] = expiry("3600");
+    let both = vec![
+        batch(),
+        a,
+        b,
+        Text("expires_after", r#"{"anchor":"created_at","seconds":3600}"#),
+        seed(),
+    ];
+    assert_error(up(&gw, both).await, 400, Some("expires_after"));
+
     let f = up_ok(&gw, vec![batch(), seed()]).await;
     let thirty_days_on = f["created_at"].as_i64().unwrap() + THIRTY_DAYS;
     assert_eq!(f["expires_at"], thirty_days_on, "{f}");

@@ -25,6 +25,9 @@ pub(super) struct Form {
     pub model: Option<String>,
     anchor: Option<String>,
     seconds: Option<String>,
+    /// `expires_after` sent as one JSON form field
+    /// (`{"anchor":"created_at","seconds":3600}`), as some clients do.
+    expires_json: Option<String>,
 }
 
 impl Form {
@@ -42,6 +45,7 @@ impl Form {
             }
             "expires_after[anchor]" => self.anchor = Some(value),
             "expires_after[seconds]" => self.seconds = Some(value),
+            "expires_after" => self.expires_json = Some(value),
             _ => {}
         }
     }
@@ -69,10 +73,21 @@ impl Form {
     }
 
     fn expires_after(&self) -> Result<Option<ExpiresAfter>, ApiError> {
+        let from_json = match &self.expires_json {
+            None => None,
+            Some(_) if self.anchor.is_some() || self.seconds.is_some() => {
+                return Err(ApiError::invalid_request(
+                    "Send expires_after either as one JSON field or as expires_after[anchor] and expires_after[seconds], not both.",
+                )
+                .with_param("expires_after"))
+            }
+            Some(json) => Some(expires_json(json)?),
+        };
         let (anchor, seconds) =
-            match (&self.anchor, &self.seconds) {
-                (None, None) => return Ok(None),
-                (Some(a), Some(s)) => (a, s),
+            match (&self.anchor, &self.seconds, &from_json) {
+                (_, _, Some((a, s))) => (a, s),
+                (None, None, None) => return Ok(None),
+                (Some(a), Some(s), None) => (a, s),
                 _ => return Err(ApiError::invalid_request(
                     "expires_after needs both expires_after[anchor] and expires_after[seconds].",
                 )
@@ -104,6 +119,30 @@ impl Form {
             seconds,
         }))
     }
+}
+
+/// The anchor and seconds of `expires_after` sent as one JSON object, as
+/// text for the checks the bracketed fields get. `seconds` may be a number
+/// or a numeric string; anything else is refused with the field named.
+fn expires_json(json: &str) -> Result<(String, String), ApiError> {
+    let refused = || {
+        ApiError::invalid_request(format!(
+            "expires_after must be a JSON object like {{\"anchor\": \"created_at\", \"seconds\": 3600}}, got '{}'.",
+            echo(json)
+        ))
+        .with_param("expires_after")
+    };
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|_| refused())?;
+    let anchor = value
+        .get("anchor")
+        .and_then(|a| a.as_str())
+        .ok_or_else(refused)?;
+    let seconds = match value.get("seconds") {
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => return Err(refused()),
+    };
+    Ok((anchor.to_string(), seconds))
 }
 
 /// A complete, accepted form: where the file goes and how it is stored.
@@ -243,6 +282,45 @@ mod tests {
         assert!(e.body.message.contains("255"), "{}", e.body.message);
         let at_limit = format!("{}.jsonl", "é".repeat(249));
         assert_eq!(file_name(Some(&at_limit)).unwrap().unwrap(), at_limit);
+    }
+
+    fn form(fields: &[(&str, &str)]) -> Form {
+        let mut form = Form::default();
+        for (name, value) in fields {
+            form.set(name, value.to_string());
+        }
+        form
+    }
+
+    #[test]
+    fn expires_after_may_come_as_one_json_field() {
+        let got = form(&[("expires_after", r#"{"anchor":"created_at","seconds":3600}"#)])
+            .expires_after()
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.anchor.as_str(), got.seconds), ("created_at", 3600));
+        let quoted = form(&[(
+            "expires_after",
+            r#"{"anchor":"created_at","seconds":"86400"}"#,
+        )]);
+        assert_eq!(quoted.expires_after().unwrap().unwrap().seconds, 86_400);
+        for bad in [
+            "",
+            "3600",
+            "{}",
+            r#"{"anchor":"created_at"}"#,
+            r#"{"anchor":1,"seconds":3600}"#,
+        ] {
+            let e = form(&[("expires_after", bad)]).expires_after().unwrap_err();
+            assert_eq!(e.body.param.as_deref(), Some("expires_after"), "{bad}");
+        }
+        let short = form(&[("expires_after", r#"{"anchor":"created_at","seconds":60}"#)]);
+        assert!(short.expires_after().is_err());
+        let both = form(&[
+            ("expires_after", r#"{"anchor":"created_at","seconds":3600}"#),
+            ("expires_after[seconds]", "3600"),
+        ]);
+        assert!(both.expires_after().is_err());
     }
 
     proptest! {
