@@ -15,7 +15,8 @@
 //! - **Configuration** — [`MockConfig`] (served models, API key, latency,
 //!   seed) and [`Faults`] (500s, 429s with `Retry-After`, dropped connections,
 //!   hangs, and "fail the first N attempts of each body").
-//! - **Token accounting** — [`prompt_tokens_of`], [`completion_tokens_of`]:
+//! - **Token accounting** — [`prompt_tokens_of`], [`completion_tokens_of`]
+//!   ([`responses_usage`] for `/v1/responses`):
 //!   one token per whitespace-separated word; 16 completion tokens per choice
 //!   unless `max_tokens`/`max_completion_tokens` is smaller. Replies read
 //!   `"mock reply 1 2 3 ..."` with exactly that many words ([`reply_text`]).
@@ -30,6 +31,7 @@
 //! | `POST /v1/embeddings` | `list` of 8-float unit vectors derived from each input's hash ([`embedding_of`]); `encoding_format: "base64"` supported |
 //! | `POST /v1/score` | `text_1` × `text_2` pairs scored by word overlap ([`similarity`]) |
 //! | `POST /v1/rerank` | `query` × `documents`, sorted by relevance, `top_n` honoured |
+//! | `POST /v1/responses` | vLLM's `response` object (a `reasoning` item when `reasoning` is asked for, one assistant `message`); usage in the Responses shape with cached and reasoning tokens made predictable by [`responses_usage`] |
 //! | `GET /v1/models` | the served models, `owned_by: "vllm"`, `max_model_len: 4096` |
 //! | `GET /health` | 200, empty body |
 //! | `GET /metrics` | a few `vllm:*` Prometheus series |
@@ -56,6 +58,7 @@
 
 mod config;
 mod responses;
+mod responses_api;
 mod routes;
 mod server;
 mod state;
@@ -64,6 +67,7 @@ mod usage;
 
 pub use config::{Faults, MockConfig, DEFAULT_MODEL};
 pub use responses::{embedding_of, reply_text, similarity, EMBEDDING_DIM};
+pub use responses_api::{responses_usage, ResponsesUsage, REASONING_TOKENS};
 pub use server::{MockHandle, MockVllm, SHUTDOWN_GRACE};
 pub use stats::MockStats;
 pub use usage::{body_digest, completion_tokens_of, prompt_tokens_of, DEFAULT_COMPLETION_TOKENS};

@@ -11,9 +11,9 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::config::Faults;
-use crate::responses;
 use crate::state::{AppState, Fault};
 use crate::usage::{self, body_digest, raw_digest};
+use crate::{responses, responses_api};
 
 /// Largest accepted request body.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -45,6 +45,7 @@ enum Endpoint {
     Embeddings,
     Score,
     Rerank,
+    Responses,
 }
 
 impl Endpoint {
@@ -55,6 +56,7 @@ impl Endpoint {
             Endpoint::Embeddings => "/v1/embeddings",
             Endpoint::Score => "/v1/score",
             Endpoint::Rerank => "/v1/rerank",
+            Endpoint::Responses => "/v1/responses",
         }
     }
 }
@@ -77,6 +79,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route(Endpoint::Embeddings.path(), inference(Endpoint::Embeddings))
         .route(Endpoint::Score.path(), inference(Endpoint::Score))
         .route(Endpoint::Rerank.path(), inference(Endpoint::Rerank))
+        .route(Endpoint::Responses.path(), inference(Endpoint::Responses))
         .route("/v1/models", get(models))
         .route("/health", get(|| async { StatusCode::OK }))
         .route(
@@ -160,6 +163,9 @@ async fn infer(state: Arc<AppState>, ep: Endpoint, headers: HeaderMap, raw: Byte
             let (json, prompt) = responses::rerank(&body, &model, &query, &docs);
             Ok((json, prompt, 0))
         }),
+        Endpoint::Responses => {
+            responses_api::check(&body).map(|()| responses_api::answer(&body, &model))
+        }
     };
     match answered {
         Ok((json, prompt, completion)) => {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 /// A snapshot of the mock's counters since start or the last reset.
 ///
 /// Only the inference endpoints (`POST /v1/chat/completions`,
-/// `/v1/completions`, `/v1/embeddings`, `/v1/score`, `/v1/rerank`) are
+/// `/v1/completions`, `/v1/embeddings`, `/v1/score`, `/v1/rerank`,
+/// `/v1/responses`) are
 /// counted. Every request that reaches one counts in `requests` and
 /// `by_endpoint`, whatever its fate (401, 400, injected fault, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

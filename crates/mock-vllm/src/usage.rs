@@ -24,7 +24,8 @@ pub const DEFAULT_COMPLETION_TOKENS: u64 = 16;
 /// | `text_1` / `text_2`   | score             | for each scored pair, words of both sides (a single `text_1` is repeated for every `text_2`) |
 /// | `query` + `documents` | rerank            | for each document, words of the query plus words of the document (a string or `{"text": ..}`) |
 ///
-/// Anything else counts 0.
+/// Anything else counts 0. `/v1/responses` bodies (`instructions` plus
+/// `input` items) are counted by [`responses_usage`](crate::responses_usage).
 ///
 /// ```
 /// use serde_json::json;

@@ -2,7 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use batchgate_mock_vllm::{
-    completion_tokens_of, prompt_tokens_of, MockConfig, MockHandle, MockVllm, DEFAULT_MODEL,
+    completion_tokens_of, prompt_tokens_of, responses_usage, MockConfig, MockHandle, MockVllm,
+    DEFAULT_MODEL, REASONING_TOKENS,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -349,4 +350,65 @@ async fn api_key_is_enforced() {
     assert_eq!(stats.succeeded, 1);
     assert_eq!(stats.by_body.values().sum::<u64>(), 1);
     mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn responses_shape_with_cached_and_reasoning_tokens() {
+    let (mock, client) = start(MockConfig::default()).await;
+    let body = json!({
+        "model": MODEL,
+        "instructions": "You answer in one line.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Say hello"}]}],
+        "prompt_cache_key": "team-a",
+        "reasoning": {"effort": "low"},
+    });
+    let (status, v) = post(&client, &mock, "/v1/responses", &body).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["id"].as_str().unwrap().starts_with("resp_"));
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["model"], MODEL);
+    assert_eq!(v["output"][0]["type"], "reasoning");
+    let message = &v["output"][1];
+    assert_eq!(
+        (&message["type"], &message["role"]),
+        (&json!("message"), &json!("assistant"))
+    );
+    assert_eq!(message["content"][0]["type"], "output_text");
+    assert_eq!(
+        message["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        16
+    );
+    let u = responses_usage(&body);
+    assert_eq!((u.input_tokens, u.cached_tokens), (5 + 2, 5));
+    assert_eq!(
+        (u.output_tokens, u.reasoning_tokens),
+        (16 + REASONING_TOKENS, REASONING_TOKENS)
+    );
+    assert_eq!(v["usage"]["input_tokens"], u.input_tokens);
+    assert_eq!(
+        v["usage"]["input_tokens_details"]["cached_tokens"],
+        u.cached_tokens
+    );
+    assert_eq!(v["usage"]["output_tokens"], u.output_tokens);
+    assert_eq!(
+        v["usage"]["output_tokens_details"]["reasoning_tokens"],
+        u.reasoning_tokens
+    );
+    assert_eq!(v["usage"]["total_tokens"], u.total_tokens());
+
+    let plain = json!({"model": MODEL, "input": "hi", "max_output_tokens": 2});
+    let (_, v) = post(&client, &mock, "/v1/responses", &plain).await;
+    assert_eq!(v["status"], "incomplete");
+    assert_eq!(v["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(v["output"].as_array().unwrap().len(), 1);
+    assert_eq!(v["usage"]["input_tokens_details"]["cached_tokens"], 0);
+    assert_eq!(v["usage"]["output_tokens"], 2);
+    let (status, v) = post(&client, &mock, "/v1/responses", &json!({"model": MODEL})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(mock.stats().by_endpoint.get("/v1/responses"), Some(&3));
 }
