@@ -78,7 +78,7 @@ impl LocalFiles {
         owner: Owner,
         filename: &str,
         body: batchgate_core::ByteStream,
-        expires_at: Option<i64>,
+        expires_after_seconds: Option<u64>,
     ) -> Result<FileRecord, ApiError> {
         let (public_id, key) = self.gw.new_local_id(Kind::File, deployment)?;
         let blob_path = blob_path(&key);
@@ -92,14 +92,18 @@ impl LocalFiles {
                 return Err(ApiError::internal("could not write a result file"));
             }
         };
+        let created_at = self.gw.now();
         let mut object = FileObject::new(
             &public_id,
             bytes,
-            self.gw.now(),
+            created_at,
             filename,
             FilePurpose::BatchOutput,
         );
-        object.expires_at = expires_at;
+        // `output_expires_after` is anchored at the file's own creation,
+        // as OpenAI documents, not at the batch's.
+        object.expires_at = expires_after_seconds
+            .map(|s| created_at.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
         Ok(FileRecord {
             key,
             object,

@@ -49,9 +49,6 @@ pub async fn finalize(
         }
     }
     let now = shared.gw.now();
-    let expires_at = rec
-        .output_expires_seconds
-        .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
     let counts = rec.batch.request_counts;
     let (mut output, mut error) = (None, None);
     // Without its deployment no result file can be written; ending the batch
@@ -63,10 +60,10 @@ pub async fn finalize(
         ));
     };
     if counts.completed > 0 {
-        output = Some(write(shared, &rec, &deployment, true, expires_at).await?);
+        output = Some(write(shared, &rec, &deployment, true).await?);
     }
     if counts.failed > 0 {
-        error = Some(write(shared, &rec, &deployment, false, expires_at).await?);
+        error = Some(write(shared, &rec, &deployment, false).await?);
     }
     let mut t = Transition::new(from, to, now).fenced(lease);
     if let Some(errors) = t_errors {
@@ -95,14 +92,19 @@ async fn write(
     rec: &BatchRecord,
     deployment: &Deployment,
     ok: bool,
-    expires_at: Option<i64>,
 ) -> Result<FileRecord, ApiError> {
     let kind = if ok { "output" } else { "error" };
     let name = format!("{}_{kind}.jsonl", rec.batch.id);
     let body = journal_stream(shared.gw.store.clone(), rec.key.clone(), ok);
     shared
         .files
-        .write_generated(deployment, rec.owner.clone(), &name, body, expires_at)
+        .write_generated(
+            deployment,
+            rec.owner.clone(),
+            &name,
+            body,
+            rec.output_expires_seconds,
+        )
         .await
 }
 
