@@ -26,7 +26,7 @@ async fn create_rejects_bad_endpoint_window_and_metadata() {
         b
     };
 
-    let (status, body) = create(with("endpoint", json!("/v1/responses"))).await;
+    let (status, body) = create(with("endpoint", json!("/v1/moderations"))).await;
     assert_eq!(status, 400, "{body}");
     assert_error_envelope(&body);
     assert_eq!(body["error"]["param"], "endpoint");

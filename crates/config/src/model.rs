@@ -11,9 +11,11 @@ use crate::raw::{self, RawModel};
 use crate::{window_seconds, BatchSettings, ConfigError, GeneralSettings, ServerSettings};
 
 /// Batch endpoints a vLLM deployment serves unless `litellm_params.endpoints`
-/// narrows them.
-pub const DEFAULT_ENDPOINTS: [&str; 5] = [
+/// narrows them: OpenAI's batch endpoints that vLLM serves (the Responses
+/// API included), plus vLLM's own score and rerank.
+pub const DEFAULT_ENDPOINTS: [&str; 6] = [
     "/v1/chat/completions",
+    "/v1/responses",
     "/v1/completions",
     "/v1/embeddings",
     "/v1/score",

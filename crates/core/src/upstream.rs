@@ -38,11 +38,21 @@ pub struct TokenUsage {
 }
 
 impl TokenUsage {
-    /// OpenAI's `usage` object: `prompt_tokens` (or, for embeddings and
-    /// scores, `total_tokens`), `completion_tokens` and their details.
+    /// OpenAI's `usage` object, in either of its shapes: the Responses API's
+    /// (`input_tokens`, `output_tokens` and their `_details`) or the older
+    /// endpoints' (`prompt_tokens` — or, for embeddings and scores,
+    /// `total_tokens` — `completion_tokens` and their `_details`).
     pub fn from_openai(body: &Value) -> TokenUsage {
         let u = &body["usage"];
         let n = |v: &Value| v.as_u64().unwrap_or(0);
+        if u["input_tokens"].is_u64() || u["output_tokens"].is_u64() {
+            return TokenUsage {
+                input_tokens: n(&u["input_tokens"]),
+                cached_tokens: n(&u["input_tokens_details"]["cached_tokens"]),
+                output_tokens: n(&u["output_tokens"]),
+                reasoning_tokens: n(&u["output_tokens_details"]["reasoning_tokens"]),
+            };
+        }
         let input = if u["prompt_tokens"].is_u64() {
             n(&u["prompt_tokens"])
         } else {
@@ -90,7 +100,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usage_reads_chat_and_embedding_shapes() {
+    fn usage_reads_chat_responses_and_embedding_shapes() {
         let chat = serde_json::json!({"usage": {"prompt_tokens": 7, "completion_tokens": 3,
             "prompt_tokens_details": {"cached_tokens": 2},
             "completion_tokens_details": {"reasoning_tokens": 1}}});
@@ -101,6 +111,18 @@ mod tests {
                 cached_tokens: 2,
                 output_tokens: 3,
                 reasoning_tokens: 1
+            }
+        );
+        let responses = serde_json::json!({"usage": {"input_tokens": 11, "output_tokens": 24,
+            "input_tokens_details": {"cached_tokens": 5},
+            "output_tokens_details": {"reasoning_tokens": 8}, "total_tokens": 35}});
+        assert_eq!(
+            TokenUsage::from_openai(&responses),
+            TokenUsage {
+                input_tokens: 11,
+                cached_tokens: 5,
+                output_tokens: 24,
+                reasoning_tokens: 8
             }
         );
         let embedding = serde_json::json!({"usage": {"total_tokens": 9}});

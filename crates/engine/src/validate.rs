@@ -349,7 +349,7 @@ impl Validator {
     }
 
     fn check_body(&mut self, n: u64, facts: Obj<'_>) {
-        let [model, stream, ..] = facts.fields;
+        let [model, stream, background, _] = facts.fields;
         match model {
             None | Some(Field::Kind("null")) => {
                 let msg = "`body.model` is required.";
@@ -365,6 +365,12 @@ impl Validator {
         if matches!(stream, Some(Field::Bool(true))) {
             let msg = "Streaming is not supported in a batch; remove `stream` or set it to false.";
             self.error(n, "streaming_unsupported", Some("body.stream"), msg);
+        }
+        // A background response (`/v1/responses`) answers "queued" at once
+        // and finishes elsewhere: the batch would record an empty result.
+        if matches!(background, Some(Field::Bool(true))) {
+            let msg = "Background responses are not supported in a batch; remove `background` or set it to false.";
+            self.error(n, "background_unsupported", Some("body.background"), msg);
         }
         for key in &facts.forbidden {
             self.forbidden(n, "body.", key);

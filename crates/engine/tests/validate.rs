@@ -208,13 +208,15 @@ async fn method_url_body_rules() {
 }
 
 #[tokio::test]
-async fn model_and_stream_rules() {
+async fn model_stream_and_background_rules() {
     let file = [
         line("a", r#"{"messages":[]}"#),
         line("b", r#"{"model":"gpt-4o"}"#),
         line("c", r#"{"model":"llama","stream":true}"#),
         line("d", r#"{"model":"llama","stream":false}"#),
         line("e", r#"{"model":42}"#),
+        line("f", r#"{"model":"llama","background":true}"#),
+        line("g", r#"{"model":"llama","background":false,"stream":null}"#),
     ]
     .join("\n");
     let errs = errors(run(&file).await);
@@ -229,6 +231,7 @@ async fn model_and_stream_rules() {
             ("mismatched_model", Some(2), Some("body.model")),
             ("streaming_unsupported", Some(3), Some("body.stream")),
             ("missing_model", Some(5), Some("body.model")),
+            ("background_unsupported", Some(6), Some("body.background")),
         ]
     );
     assert!(errs[1].message.contains("\"llama\""), "{}", errs[1].message);

@@ -19,7 +19,7 @@ use crate::admin::{self, AdminState};
 use crate::auth::{require_key, Auth};
 use crate::error::HttpError;
 use crate::registry::Providers;
-use crate::{batches, files, spend, upload};
+use crate::{batches, files, models, spend, upload};
 
 /// Everything handlers share.
 #[derive(Clone, Debug)]
@@ -75,7 +75,10 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .route("/files/{file_id}/content", get(files::content))
         .route("/batches", post(batches::create).get(batches::list))
         .route("/batches/{batch_id}", get(batches::retrieve))
-        .route("/batches/{batch_id}/cancel", post(batches::cancel));
+        .route("/batches/{batch_id}/cancel", post(batches::cancel))
+        .route("/models", get(models::list))
+        // Model names may hold slashes (`meta-llama/Llama-2-7b-chat-hf`).
+        .route("/models/{*model}", get(models::retrieve));
     let management = Router::new()
         .route("/key/generate", post(admin::generate))
         .route("/key/update", post(admin::update))

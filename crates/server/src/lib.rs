@@ -15,6 +15,7 @@ mod files;
 mod guard;
 mod health;
 mod metrics;
+mod models;
 mod registry;
 mod serve;
 mod spend;

@@ -88,13 +88,7 @@ impl Engine {
         }
         if !DEFAULT_ENDPOINTS.contains(&req.endpoint.as_str()) || !deployment.serves(&req.endpoint)
         {
-            return Err(ApiError::invalid_request(format!(
-                "Unsupported endpoint '{}' for model '{}'. Supported: {}.",
-                req.endpoint,
-                deployment.model_name,
-                deployment.endpoints.join(", ")
-            ))
-            .with_param("endpoint"));
+            return Err(unsupported_endpoint(&req.endpoint, deployment));
         }
         let window = gw
             .batch
@@ -208,6 +202,24 @@ impl Engine {
         let data = page.items.into_iter().map(|r| r.batch).collect();
         Ok(ListPage::new(data, page.has_more, |b: &Batch| &b.id))
     }
+}
+
+/// Why `endpoint` cannot be a batch's endpoint on `deployment`, naming
+/// the endpoints it does accept (also listed by `GET /v1/models`).
+fn unsupported_endpoint(endpoint: &str, deployment: &Deployment) -> ApiError {
+    let (model, accepted) = (&deployment.model_name, deployment.endpoints.join(", "));
+    let message = if DEFAULT_ENDPOINTS.contains(&endpoint) {
+        format!(
+            "Model '{model}' does not accept '{endpoint}' batches (its litellm_params.endpoints leave it out). It accepts: {accepted}."
+        )
+    } else {
+        format!(
+            "'{endpoint}' is not an endpoint batchgate runs batches on. Model '{model}' accepts: {accepted}."
+        )
+    };
+    ApiError::invalid_request(message)
+        .with_param("endpoint")
+        .with_code("unsupported_endpoint")
 }
 
 /// The engine is a [`BatchApi`] of its own: a provider whose batches all

@@ -56,7 +56,7 @@ fn kind(value: &Value) -> &'static str {
 /// The keys picked out of a line (their order is the order of
 /// [`Obj::fields`]) and of its body.
 const LINE_KEYS: &[&str] = &["custom_id", "method", "url", "body"];
-const BODY_KEYS: &[&str] = &["model", "stream"];
+const BODY_KEYS: &[&str] = &["model", "stream", "background"];
 
 /// A JSON value as far as validation cares. Parsed straight from the text
 /// with borrowed strings: building a full [`Value`] tree (allocating and
@@ -91,7 +91,7 @@ pub(super) fn body_facts(body: &Map<String, Value>) -> Obj<'_> {
     };
     let forbidden = body.keys().filter(|k| is_forbidden(k));
     Obj {
-        fields: [field("model"), field("stream"), None, None],
+        fields: [field("model"), field("stream"), field("background"), None],
         forbidden: forbidden.map(|k| Cow::Borrowed(k.as_str())).collect(),
     }
 }
