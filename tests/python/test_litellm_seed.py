@@ -198,3 +198,38 @@ def test_litellm_retrieve_list_and_errors(gateway, seed_file, litellm_env):
             await litellm.aretrieve_batch(batch_id="batch_doesnotexist", custom_llm_provider="hosted_vllm", **creds)
 
     asyncio.run(scenario())
+
+
+def test_litellm_responses_batch_reports_usage(gateway, litellm_env):
+    """A /v1/responses batch through litellm: the new Batch fields survive its types."""
+    import litellm
+
+    from test_openai_responses import LINES, USAGE, responses_file
+
+    creds = {"api_base": gateway.v1, "api_key": "sk-1234", "custom_llm_provider": "hosted_vllm"}
+
+    async def scenario():
+        f = await litellm.acreate_file(file=("responses.jsonl", responses_file(LINES)), purpose="batch", **creds)
+        b = await litellm.acreate_batch(
+            completion_window="24h", endpoint="/v1/responses", input_file_id=f.id, **creds
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT_SECONDS
+        while b.status not in ("completed", "failed", "cancelled", "expired"):
+            assert loop.time() < deadline, f"batch still {b.status}"
+            await asyncio.sleep(POLL_SECONDS)
+            b = await litellm.aretrieve_batch(batch_id=b.id, **creds)
+        return b
+
+    done = asyncio.run(scenario())
+    assert done.status == "completed"
+    assert done.endpoint == "/v1/responses"
+    assert done.model == "my-vllm-model"
+    # litellm reads the Batch usage into its own chat-style Usage...
+    u = done.usage
+    assert (u.prompt_tokens, u.completion_tokens, u.total_tokens) == (15, 56, 71)
+    assert u.prompt_tokens_details.cached_tokens == USAGE["input_tokens_details"]["cached_tokens"]
+    assert u.completion_tokens_details.reasoning_tokens == USAGE["output_tokens_details"]["reasoning_tokens"]
+    # ...and hands the wire's fields back when dumped.
+    dumped = done.model_dump()["usage"]
+    assert {k: dumped[k] for k in USAGE} == USAGE
