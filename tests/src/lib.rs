@@ -310,7 +310,8 @@ pub fn chat_lines(model: &str, n: usize) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn free_port() -> Result<u16> {
+/// A TCP port on 127.0.0.1 that was free when asked.
+pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
