@@ -141,8 +141,10 @@ pub struct Batch {
     pub request_counts: RequestCounts,
     pub metadata: Option<BTreeMap<String, String>>,
     pub usage: Option<Usage>,
-    /// batchgate's extension: what the batch has cost so far (absent on
-    /// batches that run on an upstream's own batch API).
+    /// batchgate's extension: what the batch has cost so far. Present on
+    /// every batch the gateway runs, from its creation (zero) on. A batch
+    /// forwarded to an upstream's own batch API carries what the upstream
+    /// reports, if anything (another batchgate does; OpenAI does not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<BatchCost>,
 }
@@ -160,6 +162,20 @@ pub struct BatchCost {
     pub priced_lines: u64,
     /// Lines of a model without prices: they cost zero, reported here.
     pub unpriced_lines: u64,
+}
+
+impl BatchCost {
+    /// The cost of a batch none of whose lines has finished.
+    pub fn zero() -> BatchCost {
+        BatchCost {
+            currency: "USD".to_string(),
+            total: "0".to_string(),
+            input: "0".to_string(),
+            output: "0".to_string(),
+            priced_lines: 0,
+            unpriced_lines: 0,
+        }
+    }
 }
 
 /// `expires_after` for the output and error files of a batch.

@@ -2,8 +2,8 @@
 
 use batchgate_config::{window_seconds, DEFAULT_ENDPOINTS};
 use batchgate_core::{
-    ApiError, Batch, BatchApi, BatchStatus, CreateBatchRequest, Deployment, ExpiresAfter,
-    FilePurpose, ListPage, ListQuery, ObjectRef, RequestCounts, RequestCtx,
+    ApiError, Batch, BatchApi, BatchCost, BatchStatus, CreateBatchRequest, Deployment,
+    ExpiresAfter, FilePurpose, ListPage, ListQuery, ObjectRef, RequestCounts, RequestCtx,
 };
 use batchgate_ids::Kind;
 use batchgate_store::{BatchRecord, Owner, Transition};
@@ -49,7 +49,8 @@ impl Engine {
             request_counts: RequestCounts::default(),
             metadata: req.metadata,
             usage: None,
-            cost: None,
+            // As every later read of it shows: nothing spent yet.
+            cost: Some(BatchCost::zero()),
         };
         let record = BatchRecord {
             key,
