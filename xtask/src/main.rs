@@ -49,3 +49,26 @@ fn main() -> anyhow::Result<()> {
         Task::Chaos(args) => chaos::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// docs/architecture.md names every command, so none is a secret.
+    #[test]
+    fn the_architecture_doc_lists_every_command() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/architecture.md");
+        let docs = std::fs::read_to_string(path).unwrap_or_default();
+        let names: Vec<String> = super::Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert!(names.len() >= 4, "{names:?}");
+        for name in names {
+            assert!(
+                docs.contains(&format!("| `cargo xtask {name}` |")),
+                "docs/architecture.md does not list `cargo xtask {name}`"
+            );
+        }
+    }
+}

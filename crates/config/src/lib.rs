@@ -4,6 +4,8 @@
 //! name the offending field path, and the [`Router`] that maps a public model
 //! name to its deployments (replicas) and an ID's deployment tag back to one.
 
+#[cfg(test)]
+mod documented;
 mod error;
 mod model;
 mod raw;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 /// `general_settings` (LiteLLM's section; batchgate reads the keys below and
 /// ignores the rest).
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default)]
 pub struct GeneralSettings {
     /// Bearer token that grants full access. Required unless the binary runs
@@ -38,6 +39,7 @@ impl GeneralSettings {
 
 /// `batch_settings`: how the engine validates and runs batches.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default)]
 pub struct BatchSettings {
     /// Most lines an input file may hold (OpenAI: 50,000).
@@ -77,6 +79,7 @@ pub struct BatchSettings {
 
 /// `batch_settings.on_budget_exceeded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetPolicy {
     /// Let in-flight lines finish, then put every remaining line in the
@@ -118,6 +121,7 @@ impl BatchSettings {
 /// `server_settings`: how the HTTP server treats connections, so that
 /// silent or slow clients cannot hold the gateway's sockets.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(default)]
 pub struct ServerSettings {
     /// Seconds a client has to send a request's headers: from connecting
