@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod in_process;
 pub mod one_model;
 
 use std::path::{Path, PathBuf};

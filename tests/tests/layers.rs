@@ -79,7 +79,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-cli",
         ],
     ),
-    ("batchgate-tests", &["batchgate-mock-vllm"]),
+    // The harness sits on top, beside the binary: it starts the binary and
+    // wires the gateway in process the way the binary does.
+    (
+        "batchgate-tests",
+        &[
+            "batchgate-mock-vllm",
+            "batchgate-config",
+            "batchgate-engine",
+            "batchgate-provider-vllm",
+            "batchgate-server",
+            "batchgate-store",
+        ],
+    ),
     ("xtask", &["batchgate-mock-vllm"]),
 ];
 
