@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-cli", &[]),
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core", "batchgate-cost"]),
-    ("batchgate-cost", &["batchgate-core"]),
+    ("batchgate-cost", &[]),
     ("batchgate-upstream-openai", &["batchgate-core"]),
     (
         "batchgate-engine",
