@@ -7,6 +7,7 @@
 
 pub mod in_process;
 pub mod one_model;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -38,7 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = SqliteStore::open(&cli.data_dir.join("batchgate.db"))
         .await
         .context("cannot open the metadata store")?;
-    let blobs = Blobs::local(&cli.data_dir.join("blobs")).context("cannot open the blob store")?;
+    let blobs = open_blobs(config.general.storage_url.as_deref(), &cli.data_dir)?;
     let server_settings = config.server;
     let parts = Parts {
         store: Arc::new(store),
@@ -89,6 +89,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The blob store: `general_settings.storage_url`, else env
+/// `BATCHGATE_STORAGE_URL`, else `blobs/` under the data directory.
+fn open_blobs(configured: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Blobs> {
+    let from_env = std::env::var("BATCHGATE_STORAGE_URL").ok();
+    match configured.or(from_env.as_deref()).filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let blobs = Blobs::from_url(url)
+                .with_context(|| format!("cannot open the blob store at {url}"))?;
+            tracing::info!(storage_url = url, "file bytes in the configured blob store");
+            Ok(blobs)
+        }
+        None => Blobs::local(&data_dir.join("blobs")).context("cannot open the blob store"),
+    }
 }
 
 /// This process's name in batch leases: stable for one data directory, so a
