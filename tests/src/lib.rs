@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bins;
+pub mod in_process;
 pub mod one_model;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

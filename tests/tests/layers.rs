@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-cli", &[]),
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core", "batchgate-cost"]),
-    ("batchgate-cost", &["batchgate-core"]),
+    ("batchgate-cost", &[]),
     ("batchgate-upstream-openai", &["batchgate-core"]),
     (
         "batchgate-engine",
@@ -79,7 +79,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-cli",
         ],
     ),
-    ("batchgate-tests", &["batchgate-mock-vllm"]),
+    // The harness sits on top, beside the binary: it starts the binary and
+    // wires the gateway in process the way the binary does.
+    (
+        "batchgate-tests",
+        &[
+            "batchgate-mock-vllm",
+            "batchgate-config",
+            "batchgate-engine",
+            "batchgate-provider-vllm",
+            "batchgate-server",
+            "batchgate-store",
+        ],
+    ),
     ("xtask", &["batchgate-mock-vllm"]),
 ];
 

@@ -64,7 +64,10 @@ async fn responses_batches_report_usage_cost_model_and_file_expiry() {
     assert_eq!(status, 200, "{batch}");
     assert_eq!(batch["model"], MODEL);
     assert!(batch["usage"].is_null(), "no line has run yet: {batch}");
-    assert_eq!(batch["cost"]["total"], "0", "cost is there from the start: {batch}");
+    assert_eq!(
+        batch["cost"]["total"], "0",
+        "cost is there from the start: {batch}"
+    );
     let done = gw.wait_batch(id(&batch), WAIT).await.unwrap();
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["model"], MODEL);

@@ -14,6 +14,11 @@ pub struct GeneralSettings {
     /// Secret for the ID MAC; else env `BATCHGATE_ID_SECRET`, else a secret
     /// generated once in the data directory.
     pub id_secret: Option<String>,
+    /// Where file bytes live: `s3://bucket/prefix` (any S3-compatible
+    /// service; credentials, region and endpoint from the standard `AWS_*`
+    /// environment variables) or `file:///dir`. Else env
+    /// `BATCHGATE_STORAGE_URL`, else `blobs/` in the data directory.
+    pub storage_url: Option<String>,
     /// Upload size limit in MB (10^6 bytes). Default 512, as OpenAI.
     pub max_file_size_mb: u64,
     /// Default lifetime of `purpose=batch` uploads, in seconds (30 days).
@@ -25,6 +30,7 @@ impl Default for GeneralSettings {
         GeneralSettings {
             master_key: None,
             id_secret: None,
+            storage_url: None,
             max_file_size_mb: 512,
             batch_file_expiry_seconds: 30 * 24 * 3600,
         }

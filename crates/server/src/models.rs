@@ -37,7 +37,7 @@ pub struct ModelList {
 
 /// The models the caller may use, in configuration order.
 pub async fn list(State(st): State<Arc<AppState>>, Ctx(ctx): Ctx) -> HttpResult<Json<ModelList>> {
-    let router = &st.gw.router;
+    let router = st.catalog.ids().router();
     let data = router
         .model_names()
         .iter()
@@ -57,8 +57,9 @@ pub async fn retrieve(
     ApiPath(name): ApiPath,
 ) -> HttpResult<Json<Model>> {
     let group = st
-        .gw
-        .router
+        .catalog
+        .ids()
+        .router()
         .group(&name)
         .filter(|_| ctx.caller.may_use(&name))
         .ok_or_else(|| {
