@@ -122,7 +122,13 @@ impl Drop for S3Server {
 }
 
 fn step(name: &str, cmd: &mut Command) -> Result<()> {
-    eprintln!("\n=== {name}: {cmd:?}");
+    // The program and its arguments; `{cmd:?}` would also list every
+    // variable removed from its environment.
+    let shown: Vec<_> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect();
+    eprintln!("\n=== {name}: {}", shown.join(" "));
     let status = cmd.status().with_context(|| format!("cannot run {name}"))?;
     if !status.success() {
         bail!("{name} failed ({status})");
