@@ -7,7 +7,7 @@
 //! What the test changes in a block, and only this: `localhost:4000`
 //! becomes the quickstart's port; the IDs the README leaves to the reader
 //! (`file-…`, `batch_…`) become the ones the earlier blocks printed;
-//! `cargo install --path crates/batchgate` is skipped and `target/debug`
+//! `cargo install --locked --path crates/batchgate` is skipped and `target/debug`
 //! put on `PATH` instead (the same binary, without a release build). Two
 //! blocks are not run: `cargo xtask quickstart` (this test runs it) and
 //! the `cargo run --release` that points the gateway at a real vLLM. A new
@@ -214,7 +214,7 @@ async fn script_of(block: &str, port: u16, seen: &Seen) -> Result<String, &'stat
     }
     let mut script = String::new();
     for line in block.lines() {
-        if line.starts_with("cargo install --path crates/batchgate") {
+        if line.starts_with("cargo install --locked --path crates/batchgate") {
             script.push_str(": the test puts target/debug on PATH instead\n");
         } else {
             script.push_str(line);
