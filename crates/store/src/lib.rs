@@ -5,6 +5,8 @@
 //! visible only once its bytes are complete and its row is committed.
 
 mod blob;
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod error;
 #[cfg(feature = "testing")]
 pub mod faulty;
