@@ -1,13 +1,15 @@
 //! Wiring: config → store → gateway → providers → HTTP.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use batchgate_config::{Config, Router};
+use batchgate_config::{Config, GeneralSettings, Router};
 use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles, Upstreams};
 use batchgate_ids::IdCodec;
 use batchgate_server::{AppState, Auth};
-use batchgate_store::{Blobs, SqliteStore};
+use batchgate_store::{Blobs, MetaStore, SqliteStore};
+use batchgate_store_postgres::PostgresStore;
 use futures::FutureExt;
 
 use crate::{providers, Cli};
@@ -27,22 +29,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("cannot create data dir {}", cli.data_dir.display()))?;
-    let secret = match (
-        &config.general.id_secret,
-        std::env::var("BATCHGATE_ID_SECRET"),
-    ) {
-        (Some(s), _) if !s.is_empty() => s.as_bytes().to_vec(),
-        (_, Ok(s)) if !s.is_empty() => s.into_bytes(),
-        _ => batchgate_ids::secret::load_or_generate(&cli.data_dir)
-            .context("cannot load the ID secret")?,
-    };
-    let store = SqliteStore::open(&cli.data_dir.join("batchgate.db"))
-        .await
-        .context("cannot open the metadata store")?;
+    let secret = id_secret(&config.general, &cli.data_dir)?;
+    let store = open_store(&config.general, &cli.data_dir).await?;
     let blobs = Blobs::local(&cli.data_dir.join("blobs")).context("cannot open the blob store")?;
     let server_settings = config.server;
     let gw = Gateway {
-        store: Arc::new(store),
+        store,
         blobs,
         codec: Arc::new(IdCodec::new(&secret)),
         router: Arc::new(Router::new(config.deployments)),
@@ -92,9 +84,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The metadata store: PostgreSQL when `database_url` names one (several
+/// instances may share it), else the embedded SQLite file in the data
+/// directory.
+async fn open_store(
+    general: &GeneralSettings,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let Some(url) = &general.database_url else {
+        let store = SqliteStore::open(&data_dir.join("batchgate.db"))
+            .await
+            .context("cannot open the metadata store")?;
+        return Ok(Arc::new(store));
+    };
+    // The URL may hold a password: it is never logged.
+    let store = PostgresStore::connect(url).await.context(
+        "cannot open the PostgreSQL metadata store (general_settings.database_url or DATABASE_URL)",
+    )?;
+    tracing::info!(
+        blobs = %data_dir.join("blobs").display(),
+        "metadata in PostgreSQL; file bytes stay in this instance's data directory, so instances \
+         that share the database must share that directory too"
+    );
+    Ok(Arc::new(store))
+}
+
+/// The key of the ID MAC: the config's, else `BATCHGATE_ID_SECRET`, else —
+/// on the embedded store only — one generated into the data directory.
+/// Instances sharing a database must share the secret, or the IDs one of
+/// them hands out are forgeries to the others; a generated secret is this
+/// instance's alone, so with a shared database it is refused.
+fn id_secret(general: &GeneralSettings, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = general.id_secret.as_ref().filter(|s| !s.is_empty()) {
+        return Ok(s.as_bytes().to_vec());
+    }
+    if let Ok(s) = std::env::var("BATCHGATE_ID_SECRET") {
+        if !s.is_empty() {
+            return Ok(s.into_bytes());
+        }
+    }
+    if general.database_url.is_some() {
+        bail!(
+            "with a shared database (general_settings.database_url or DATABASE_URL), every instance must \
+             use the same ID secret, and none is set: set general_settings.id_secret (for example \
+             `id_secret: os.environ/BATCHGATE_ID_SECRET`) or the environment variable BATCHGATE_ID_SECRET \
+             to the same value on every instance, e.g. the output of `openssl rand -hex 32` (to keep the \
+             IDs an embedded-store gateway already handed out, use the content of its {}/{})",
+            data_dir.display(),
+            batchgate_ids::secret::SECRET_FILE
+        );
+    }
+    batchgate_ids::secret::load_or_generate(data_dir).context("cannot load the ID secret")
+}
+
 /// This process's name in batch leases: stable for one data directory, so a
 /// restarted gateway takes its unfinished batches back at once.
-fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+fn instance_id(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("instance_id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         if !id.trim().is_empty() {
