@@ -102,6 +102,9 @@ fn gateway_command(dir: &Path, port: u16, args: &[String], envs: &[(String, Stri
         .args(["--port", &port.to_string(), "--data-dir"])
         .arg(dir.join("data"))
         .args(args)
+        // A developer's DATABASE_URL must not move every test onto it; the
+        // Postgres tests pass theirs in `envs`.
+        .env_remove("DATABASE_URL")
         .envs(envs.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -131,8 +134,22 @@ impl Gateway {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Result<Gateway> {
+        Self::start_prepared(config_yaml, args, envs, |_| Ok(())).await
+    }
+
+    /// Like [`Gateway::start_with`], once `prepare` has set up the (still
+    /// empty) data directory, e.g. linked a directory shared with another
+    /// gateway.
+    pub async fn start_prepared(
+        config_yaml: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Gateway> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
+        std::fs::create_dir_all(dir.path().join("data"))?;
+        prepare(&dir.path().join("data"))?;
         let port = free_port()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
