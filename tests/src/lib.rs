@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod in_process;
 pub mod one_model;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -134,22 +136,8 @@ impl Gateway {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Result<Gateway> {
-        Self::start_prepared(config_yaml, args, envs, |_| Ok(())).await
-    }
-
-    /// Like [`Gateway::start_with`], once `prepare` has set up the (still
-    /// empty) data directory, e.g. linked a directory shared with another
-    /// gateway.
-    pub async fn start_prepared(
-        config_yaml: &str,
-        args: &[&str],
-        envs: &[(&str, &str)],
-        prepare: impl FnOnce(&Path) -> Result<()>,
-    ) -> Result<Gateway> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("config.yaml"), config_yaml)?;
-        std::fs::create_dir_all(dir.path().join("data"))?;
-        prepare(&dir.path().join("data"))?;
         let port = free_port()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))

@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "batchgate-store-postgres",
         &["batchgate-core", "batchgate-cost", "batchgate-store"],
     ),
-    ("batchgate-cost", &["batchgate-core"]),
+    ("batchgate-cost", &[]),
     ("batchgate-upstream-openai", &["batchgate-core"]),
     (
         "batchgate-engine",
@@ -84,7 +84,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-cli",
         ],
     ),
-    ("batchgate-tests", &["batchgate-mock-vllm"]),
+    // The harness sits on top, beside the binary: it starts the binary and
+    // wires the gateway in process the way the binary does.
+    (
+        "batchgate-tests",
+        &[
+            "batchgate-mock-vllm",
+            "batchgate-config",
+            "batchgate-engine",
+            "batchgate-provider-vllm",
+            "batchgate-server",
+            "batchgate-store",
+        ],
+    ),
     ("xtask", &["batchgate-mock-vllm"]),
 ];
 

@@ -1,8 +1,9 @@
 //! The real binary on PostgreSQL: a batch runs to completion with all
 //! metadata in the database, and two gateway processes sharing one
-//! database (and, until S3 storage lands, one blob directory) answer for
-//! each other's files and batches. Each test works in a scratch schema of
-//! its own on the test database (`BATCHGATE_TEST_DATABASE_URL`, by default
+//! database and one blob store (the test S3 server when `cargo xtask ci`
+//! runs one, else a shared `file://` directory) answer for each other's
+//! files and batches. Each test works in a scratch schema of its own on the
+//! test database (`BATCHGATE_TEST_DATABASE_URL`, by default
 //! postgres://postgres@127.0.0.1:5432/test).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use batchgate_store_postgres::testing::Scratch;
 use batchgate_tests::one_model::{self, id, CHAT, MODEL, WAIT};
+use batchgate_tests::s3::Bucket;
 use batchgate_tests::{
     assert_every_id_once, chat_lines, config_of_entries, model_entry, run_until_exit, Gateway,
     MockHandle,
@@ -89,15 +91,20 @@ async fn a_shared_database_needs_a_shared_id_secret() {
     );
 }
 
-/// Gateway B, sharing A's database (through LiteLLM's `DATABASE_URL`) and
-/// A's blob directory.
-async fn second_gateway(cfg: &str, envs: &[(&str, &str)], a: &Gateway) -> Gateway {
-    let blobs = a.data_dir().join("blobs");
-    Gateway::start_prepared(cfg, &[], envs, |data| {
-        std::os::unix::fs::symlink(&blobs, data.join("blobs")).map_err(Into::into)
-    })
-    .await
-    .unwrap()
+/// The environment of a fleet's blob store: a fresh bucket on the test S3
+/// server when there is one, else a directory both gateways are given.
+async fn shared_storage(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    match Bucket::create("fleet").await.unwrap() {
+        Some(bucket) => {
+            let mut env = bucket.env();
+            env.push((
+                "BATCHGATE_STORAGE_URL",
+                format!("s3://{}/fleet", bucket.name),
+            ));
+            env
+        }
+        None => vec![("BATCHGATE_STORAGE_URL", format!("file://{}", dir.display()))],
+    }
 }
 
 #[tokio::test]
@@ -107,13 +114,13 @@ async fn two_gateways_answer_for_each_other() {
     // cancelled.
     let mock = one_model::mock(100).await;
     let cfg = config(&mock, "", &[("max_parallel_requests", "2")]);
-    let url = scratch.url();
-    let envs = [
-        ("DATABASE_URL", url.as_str()),
-        ("BATCHGATE_ID_SECRET", SECRET),
-    ];
+    let blobs = tempfile::tempdir().unwrap();
+    let mut env = shared_storage(blobs.path()).await;
+    env.push(("DATABASE_URL", scratch.url()));
+    env.push(("BATCHGATE_ID_SECRET", SECRET.into()));
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = Gateway::start_with(&cfg, &[], &envs).await.unwrap();
-    let b = second_gateway(&cfg, &envs, &a).await;
+    let b = Gateway::start_with(&cfg, &[], &envs).await.unwrap();
 
     // A file uploaded through A is listed, retrieved and read through B.
     let lines = chat_lines(MODEL, 6);

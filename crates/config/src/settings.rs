@@ -20,6 +20,11 @@ pub struct GeneralSettings {
     /// a PostgreSQL URL; else (`None`) the embedded SQLite store in the data
     /// directory. Always a `postgres://`/`postgresql://` URL once loaded.
     pub database_url: Option<String>,
+    /// Where file bytes live: `s3://bucket/prefix` (any S3-compatible
+    /// service; credentials, region and endpoint from the standard `AWS_*`
+    /// environment variables) or `file:///dir`. Else env
+    /// `BATCHGATE_STORAGE_URL`, else `blobs/` in the data directory.
+    pub storage_url: Option<String>,
     /// Upload size limit in MB (10^6 bytes). Default 512, as OpenAI.
     pub max_file_size_mb: u64,
     /// Default lifetime of `purpose=batch` uploads, in seconds (30 days).
@@ -32,6 +37,7 @@ impl Default for GeneralSettings {
             master_key: None,
             id_secret: None,
             database_url: None,
+            storage_url: None,
             max_file_size_mb: 512,
             batch_file_expiry_seconds: 30 * 24 * 3600,
         }

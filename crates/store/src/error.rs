@@ -17,6 +17,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A storage setting that cannot work (e.g. an unsupported URL).
+    #[error("{0}")]
+    Config(String),
     /// A fenced write whose lease no longer holds the batch.
     #[error("lease lost: another runner holds the batch now")]
     LeaseLost,
