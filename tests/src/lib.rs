@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod in_process;
+mod keyed;
 pub mod one_model;
 pub mod s3;
 

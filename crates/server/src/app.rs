@@ -95,7 +95,8 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .route("/files/{file_id}/content", get(files::content))
         .route("/batches", post(batches::create).get(batches::list))
         .route("/batches/{batch_id}", get(batches::retrieve))
-        .route("/batches/{batch_id}/cancel", post(batches::cancel));
+        .route("/batches/{batch_id}/cancel", post(batches::cancel))
+        .route("/batches/{batch_id}/retry", post(batches::retry));
     let management = Router::new()
         .route("/key/generate", post(admin::generate))
         .route("/key/update", post(admin::update))

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::error::HttpResult;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Ctx, OptionalJson};
 use crate::files::parse_limit;
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +74,29 @@ pub async fn cancel(
     let batch = st.catalog.route(Kind::Batch, &id)?;
     let provider = st.providers.for_deployment(&batch.deployment)?;
     Ok(Json(provider.cancel_batch(&ctx, &batch).await?))
+}
+
+/// The body of `POST /v1/batches/{id}/retry` (optional: an empty body is
+/// `{}`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Retry every failed line, not only those that failed for a reason
+    /// other than the request itself.
+    #[serde(default)]
+    all: bool,
+}
+
+/// batchgate's extension: a new batch over an ended batch's failed lines.
+pub async fn retry(
+    State(st): State<Arc<AppState>>,
+    Ctx(ctx): Ctx,
+    ApiPath(id): ApiPath,
+    OptionalJson(req): OptionalJson<RetryRequest>,
+) -> HttpResult<Json<Batch>> {
+    let batch = st.catalog.route(Kind::Batch, &id)?;
+    let provider = st.providers.for_deployment(&batch.deployment)?;
+    Ok(Json(provider.retry_batch(&ctx, &batch, req.all).await?))
 }
 
 /// Every batch the caller may see, newest first, whatever route or model

@@ -8,6 +8,7 @@ mod execute;
 mod finalize;
 mod journal;
 mod limits;
+mod retry;
 mod runner;
 mod shared;
 mod supervisor;
