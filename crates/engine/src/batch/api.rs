@@ -206,20 +206,33 @@ impl Engine {
         model_name: Option<&str>,
         query: &ListQuery,
     ) -> Result<ListPage<Batch>, ApiError> {
+        Ok(self.list_owned(ctx, model_name, query).await?.0)
+    }
+
+    /// [`Engine::list`], with the owner of each batch (in the same order).
+    pub async fn list_owned(
+        &self,
+        ctx: &RequestCtx,
+        model_name: Option<&str>,
+        query: &ListQuery,
+    ) -> Result<(ListPage<Batch>, Vec<Owner>), ApiError> {
         let gw = &self.shared.gw;
         let after = match &query.after {
             None => None,
             Some(id) => match gw.route(Kind::Batch, id) {
                 Ok(r) => Some(r.local_key),
-                Err(_) => return Ok(ListPage::new(vec![], false, |b: &Batch| &b.id)),
+                Err(_) => return Ok((ListPage::new(vec![], false, |b: &Batch| &b.id), vec![])),
             },
         };
         let page = gw
             .store
             .list_batches(&ctx.caller, model_name, after.as_deref(), query.limit)
             .await?;
-        let data = page.items.into_iter().map(|r| r.batch).collect();
-        Ok(ListPage::new(data, page.has_more, |b: &Batch| &b.id))
+        let (data, owners) = page.items.into_iter().map(|r| (r.batch, r.owner)).unzip();
+        Ok((
+            ListPage::new(data, page.has_more, |b: &Batch| &b.id),
+            owners,
+        ))
     }
 }
 

@@ -133,4 +133,15 @@ impl Engine {
     pub fn paused_deployments(&self) -> Vec<PausedDeployment> {
         self.shared.limits.paused()
     }
+
+    /// Lines in flight per deployment id, across every batch this process
+    /// runs.
+    pub fn in_flight(&self) -> Vec<(String, usize)> {
+        self.shared.limits.in_flight()
+    }
+
+    /// The name this process holds batch leases under.
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
+    }
 }

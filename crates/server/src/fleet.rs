@@ -1,0 +1,59 @@
+//! `GET /fleet` (batchgate extension, any key): what the console's Fleet
+//! view shows beside `/health` — each deployment's configuration, lines in
+//! flight and pause state, batch counts by status, and the instance
+//! answering. Instances sharing a store are not tracked yet: `instances`
+//! is null until the store records them.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::error::HttpResult;
+use crate::extract::Ctx;
+
+pub async fn fleet(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> HttpResult<Json<Value>> {
+    let paused = st.batches.paused_deployments();
+    let in_flight = st.batches.in_flight();
+    let deployments: Vec<Value> = st
+        .catalog
+        .ids()
+        .router()
+        .deployments()
+        .iter()
+        .map(|d| {
+            let since = paused.iter().find(|p| p.id == d.id).map(|p| p.since);
+            let busy = in_flight
+                .iter()
+                .find(|(id, _)| *id == d.id)
+                .map_or(0, |(_, n)| *n);
+            json!({
+                "id": d.id,
+                "model": d.model_name,
+                "provider": d.provider,
+                "served_model": d.served_model,
+                "api_base": d.api_base,
+                "batch_api": d.batch_api,
+                "max_parallel_requests": d.max_parallel_requests,
+                "in_flight": busy,
+                "paused_since": since,
+            })
+        })
+        .collect();
+    let stats = st.catalog.batches().batch_stats().await?;
+    let by_status: serde_json::Map<String, Value> = stats
+        .by_status
+        .iter()
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect();
+    Ok(Json(json!({
+        "instance": st.batches.instance(),
+        "now": st.catalog.now(),
+        "deployments": deployments,
+        "batches": by_status,
+        "queue_depth_lines": stats.pending_lines,
+        "instances": null,
+    })))
+}
