@@ -405,6 +405,10 @@ async fn virtual_key(b: &Browser, base: &str, gw: &Gateway, shots: &Shots, stran
     assert_eq!(rows, 1, "a virtual key sees only its own batch");
     assert!(text_of(b, "#who-label").await.contains("alice"));
     shots.take(b, "virtual-key").await;
+    // Its spend: its own budgets; the ledger is the master's.
+    b.goto(&format!("{base}/ui/#/spend")).await.unwrap();
+    assert!(text_of(b, "#spend .note").await.contains("master key"));
+    accessible(b, "spend (virtual key)").await;
     b.goto(&format!("{base}/ui/#/batches/{stranger}"))
         .await
         .unwrap();
