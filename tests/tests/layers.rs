@@ -19,6 +19,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-console", &[]),
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core", "batchgate-cost"]),
+    (
+        "batchgate-store-postgres",
+        &["batchgate-core", "batchgate-cost", "batchgate-store"],
+    ),
     ("batchgate-cost", &[]),
     ("batchgate-upstream-openai", &["batchgate-core"]),
     (
@@ -73,6 +77,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-ids",
             "batchgate-config",
             "batchgate-store",
+            "batchgate-store-postgres",
             "batchgate-engine",
             "batchgate-provider-openai",
             "batchgate-provider-vllm",

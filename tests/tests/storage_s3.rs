@@ -47,7 +47,11 @@ async fn batches_run_with_every_byte_in_the_bucket() {
     // Input, output: objects under the prefix; none on local disk.
     let keys = bucket.keys("team-a/batchgate/").await.unwrap();
     assert!(keys.len() >= 2, "objects in the bucket: {keys:?}");
-    assert!(keys.iter().all(|k| k.starts_with("team-a/batchgate/files/")), "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("team-a/batchgate/files/")),
+        "{keys:?}"
+    );
     assert!(
         files_under(&gw.data_dir().join("blobs")).is_empty(),
         "bytes leaked to local disk"
@@ -61,7 +65,10 @@ async fn batches_run_with_every_byte_in_the_bucket() {
 
     // Deleting a file removes its object.
     let input_id = batch["input_file_id"].as_str().unwrap();
-    let (status, _) = gw.http_delete(&format!("/v1/files/{input_id}")).await.unwrap();
+    let (status, _) = gw
+        .http_delete(&format!("/v1/files/{input_id}"))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let after = bucket.keys("team-a/batchgate/").await.unwrap();
     assert_eq!(after.len(), keys.len() - 1, "{keys:?} -> {after:?}");
@@ -77,11 +84,19 @@ async fn the_storage_url_can_come_from_the_environment() {
     let mut env = bucket.env();
     env.push(("BATCHGATE_STORAGE_URL", storage));
     let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let entry = model_entry(MODEL, batchgate_mock_vllm::DEFAULT_MODEL, &upstream.base_url(), &[]);
+    let entry = model_entry(
+        MODEL,
+        batchgate_mock_vllm::DEFAULT_MODEL,
+        &upstream.base_url(),
+        &[],
+    );
     let gw = Gateway::start_with(&config_of_entries(&[entry], ""), &[], &envs)
         .await
         .unwrap();
-    let file = gw.upload(MODEL, "in.jsonl", chat_lines(MODEL, 3)).await.unwrap();
+    let file = gw
+        .upload(MODEL, "in.jsonl", chat_lines(MODEL, 3))
+        .await
+        .unwrap();
     let id = file["id"].as_str().unwrap();
     assert_eq!(
         gw.content(id).await.unwrap().into_bytes(),

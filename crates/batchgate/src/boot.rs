@@ -1,12 +1,14 @@
 //! Wiring: config → store → gateway ([`Assembly`]) → providers → HTTP.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use batchgate_config::Config;
+use batchgate_config::{Config, GeneralSettings};
 use batchgate_engine::{system_clock, Assembly, Parts};
 use batchgate_server::{AppState, Auth};
-use batchgate_store::{Blobs, SqliteStore};
+use batchgate_store::{Blobs, MetaStore, SqliteStore};
+use batchgate_store_postgres::PostgresStore;
 use futures::FutureExt;
 
 use crate::{providers, Cli};
@@ -26,22 +28,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&cli.data_dir)
         .with_context(|| format!("cannot create data dir {}", cli.data_dir.display()))?;
-    let secret = match (
-        &config.general.id_secret,
-        std::env::var("BATCHGATE_ID_SECRET"),
-    ) {
-        (Some(s), _) if !s.is_empty() => s.as_bytes().to_vec(),
-        (_, Ok(s)) if !s.is_empty() => s.into_bytes(),
-        _ => batchgate_ids::secret::load_or_generate(&cli.data_dir)
-            .context("cannot load the ID secret")?,
-    };
-    let store = SqliteStore::open(&cli.data_dir.join("batchgate.db"))
-        .await
-        .context("cannot open the metadata store")?;
-    let blobs = open_blobs(config.general.storage_url.as_deref(), &cli.data_dir)?;
+    let secret = id_secret(&config.general, &cli.data_dir)?;
+    let store = open_store(&config.general, &cli.data_dir).await?;
+    let blobs = open_blobs(&config.general, &cli.data_dir)?;
     let server_settings = config.server;
     let parts = Parts {
-        store: Arc::new(store),
+        store,
         blobs,
         id_secret: secret,
         deployments: config.deployments,
@@ -91,24 +83,83 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The metadata store: PostgreSQL when `database_url` names one (several
+/// instances may share it), else the embedded SQLite file in the data
+/// directory.
+async fn open_store(
+    general: &GeneralSettings,
+    data_dir: &Path,
+) -> anyhow::Result<Arc<dyn MetaStore>> {
+    let Some(url) = &general.database_url else {
+        let store = SqliteStore::open(&data_dir.join("batchgate.db"))
+            .await
+            .context("cannot open the metadata store")?;
+        return Ok(Arc::new(store));
+    };
+    // The URL may hold a password: it is never logged.
+    let store = PostgresStore::connect(url).await.context(
+        "cannot open the PostgreSQL metadata store (general_settings.database_url or DATABASE_URL)",
+    )?;
+    tracing::info!("metadata in the PostgreSQL database of database_url");
+    Ok(Arc::new(store))
+}
+
+/// The key of the ID MAC: the config's, else `BATCHGATE_ID_SECRET`, else —
+/// on the embedded store only — one generated into the data directory.
+/// Instances sharing a database must share the secret, or the IDs one of
+/// them hands out are forgeries to the others; a generated secret is this
+/// instance's alone, so with a shared database it is refused.
+fn id_secret(general: &GeneralSettings, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = general.id_secret.as_ref().filter(|s| !s.is_empty()) {
+        return Ok(s.as_bytes().to_vec());
+    }
+    if let Ok(s) = std::env::var("BATCHGATE_ID_SECRET") {
+        if !s.is_empty() {
+            return Ok(s.into_bytes());
+        }
+    }
+    if general.database_url.is_some() {
+        bail!(
+            "with a shared database (general_settings.database_url or DATABASE_URL), every instance must \
+             use the same ID secret, and none is set: set general_settings.id_secret (for example \
+             `id_secret: os.environ/BATCHGATE_ID_SECRET`) or the environment variable BATCHGATE_ID_SECRET \
+             to the same value on every instance, e.g. the output of `openssl rand -hex 32` (to keep the \
+             IDs an embedded-store gateway already handed out, use the content of its {}/{})",
+            data_dir.display(),
+            batchgate_ids::secret::SECRET_FILE
+        );
+    }
+    batchgate_ids::secret::load_or_generate(data_dir).context("cannot load the ID secret")
+}
+
 /// The blob store: `general_settings.storage_url`, else env
-/// `BATCHGATE_STORAGE_URL`, else `blobs/` under the data directory.
-fn open_blobs(configured: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Blobs> {
+/// `BATCHGATE_STORAGE_URL`, else `blobs/` under the data directory — which
+/// only this instance sees, so instances sharing a database are warned.
+fn open_blobs(general: &GeneralSettings, data_dir: &Path) -> anyhow::Result<Blobs> {
     let from_env = std::env::var("BATCHGATE_STORAGE_URL").ok();
-    match configured.or(from_env.as_deref()).filter(|u| !u.is_empty()) {
+    let configured = general.storage_url.as_deref().or(from_env.as_deref());
+    match configured.filter(|u| !u.is_empty()) {
         Some(url) => {
             let blobs = Blobs::from_url(url)
                 .with_context(|| format!("cannot open the blob store at {url}"))?;
             tracing::info!(storage_url = url, "file bytes in the configured blob store");
             Ok(blobs)
         }
-        None => Blobs::local(&data_dir.join("blobs")).context("cannot open the blob store"),
+        None => {
+            if general.database_url.is_some() {
+                tracing::warn!(
+                    "file bytes are in this instance's data directory: instances sharing the \
+                     database need shared storage too (general_settings.storage_url)"
+                );
+            }
+            Blobs::local(&data_dir.join("blobs")).context("cannot open the blob store")
+        }
     }
 }
 
 /// This process's name in batch leases: stable for one data directory, so a
 /// restarted gateway takes its unfinished batches back at once.
-fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+fn instance_id(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("instance_id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         if !id.trim().is_empty() {

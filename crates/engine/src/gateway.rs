@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use batchgate_config::BatchSettings;
-use batchgate_core::{ApiError, Caller, Deployment, ObjectRef};
+use batchgate_core::{ApiError, Deployment, ObjectRef};
 use batchgate_ids::Kind;
-use batchgate_store::{Blobs, MetaStore, Owner};
+use batchgate_store::{Blobs, MetaStore};
 
 use crate::{Accounts, Catalog, Clock, Ids};
 
@@ -19,7 +19,7 @@ pub(crate) struct Gateway {
     pub batch: Arc<BatchSettings>,
     pub clock: Clock,
     pub accounts: Accounts,
-    catalog: Catalog,
+    pub catalog: Catalog,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -57,15 +57,5 @@ impl Gateway {
 
     pub fn route(&self, kind: Kind, public_id: &str) -> Result<ObjectRef, ApiError> {
         self.ids.route(kind, public_id)
-    }
-
-    pub fn check_visible(
-        &self,
-        owner: &Owner,
-        caller: &Caller,
-        object: &str,
-        id: &str,
-    ) -> Result<(), ApiError> {
-        self.catalog.check_visible(owner, caller, object, id)
     }
 }

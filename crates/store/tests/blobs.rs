@@ -32,7 +32,9 @@ async fn s3_bucket() -> Option<(String, Vec<(String, String)>)> {
             std::env::var_os("BATCHGATE_REQUIRE_S3").is_none(),
             "BATCHGATE_REQUIRE_S3 is set but BATCHGATE_TEST_S3_ENDPOINT is not"
         );
-        eprintln!("no BATCHGATE_TEST_S3_ENDPOINT: S3 blob tests skipped (cargo xtask ci runs them)");
+        eprintln!(
+            "no BATCHGATE_TEST_S3_ENDPOINT: S3 blob tests skipped (cargo xtask ci runs them)"
+        );
         return None;
     };
     let bucket = format!("blobs-{}", rand_suffix());
@@ -41,7 +43,11 @@ async fn s3_bucket() -> Option<(String, Vec<(String, String)>)> {
         .send()
         .await
         .expect("the test S3 server answers");
-    assert!(created.status().is_success(), "create bucket: {}", created.status());
+    assert!(
+        created.status().is_success(),
+        "create bucket: {}",
+        created.status()
+    );
     let vars = [
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
@@ -116,7 +122,10 @@ async fn a_failing_body_leaves_nothing_visible() {
             Err(std::io::Error::other("client went away")),
         ])
         .boxed();
-        let out = blobs.put_stream("files/d", failing, u64::MAX).await.unwrap();
+        let out = blobs
+            .put_stream("files/d", failing, u64::MAX)
+            .await
+            .unwrap();
         assert!(matches!(out, PutOutcome::BodyError(_)), "{name}");
         assert!(blobs.get_stream("files/d").await.is_err(), "{name}");
     }
@@ -132,12 +141,18 @@ async fn a_many_part_upload_reads_back_byte_for_byte() {
             .collect();
         let expected: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         let stream = futures::stream::iter(chunks.into_iter().map(Ok)).boxed();
-        let out = blobs.put_stream("files/big", stream, u64::MAX).await.unwrap();
+        let out = blobs
+            .put_stream("files/big", stream, u64::MAX)
+            .await
+            .unwrap();
         assert!(
             matches!(out, PutOutcome::Stored { bytes } if bytes == expected.len() as u64),
             "{name}: {out:?}"
         );
-        assert!(read_all(&blobs, "files/big").await == expected, "{name}: bytes differ");
+        assert!(
+            read_all(&blobs, "files/big").await == expected,
+            "{name}: bytes differ"
+        );
     }
 }
 
@@ -148,7 +163,9 @@ async fn prefixes_keep_two_gateways_of_one_bucket_apart() {
     };
     let a = Blobs::from_url_with(&format!("s3://{bucket}/a"), vars.clone()).unwrap();
     let b = Blobs::from_url_with(&format!("s3://{bucket}/b/"), vars).unwrap();
-    a.put_stream("files/x", body(vec![b"from a"]), 100).await.unwrap();
+    a.put_stream("files/x", body(vec![b"from a"]), 100)
+        .await
+        .unwrap();
     assert!(b.get_stream("files/x").await.is_err());
     assert_eq!(read_all(&a, "files/x").await, b"from a");
 }
