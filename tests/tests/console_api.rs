@@ -81,11 +81,60 @@ async fn fleet_reports_deployments_counts_and_the_instance() {
         assert!(d["max_parallel_requests"].as_u64().unwrap() >= 1);
     }
     assert_eq!(fleet["batches"]["completed"], 1, "{fleet}");
-    assert!(fleet["instance"].as_str().is_some_and(|s| !s.is_empty()));
-    assert!(
-        fleet["instances"].is_null(),
-        "instances are not tracked yet"
-    );
+    let me = fleet["instance"].as_str().unwrap();
+    assert!(!me.is_empty());
+    // Holding nothing, this instance is still listed, as itself.
+    assert_eq!(fleet["instances"][0]["id"], me, "{fleet}");
+    assert_eq!(fleet["instances"][0]["this"], true);
+    assert_eq!(fleet["instances"][0]["batches"], 0);
+}
+
+#[tokio::test]
+async fn fleet_shows_lines_in_flight_and_the_batches_an_instance_holds() {
+    let mock = MockVllm::start(MockConfig {
+        latency: Duration::from_millis(300),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let gw = Gateway::start(&config(&[("m", &mock.base_url())], ""))
+        .await
+        .unwrap();
+    let file = gw
+        .upload("m", "in.jsonl", chat_lines("m", 200))
+        .await
+        .unwrap();
+    let b = gw
+        .create_batch(file["id"].as_str().unwrap(), "/v1/chat/completions", "24h")
+        .await
+        .unwrap();
+    let id = b["id"].as_str().unwrap();
+    gw.wait_batch_until(id, Duration::from_secs(60), |b| {
+        b["status"] == "in_progress"
+    })
+    .await
+    .unwrap();
+    // Polled: between two lines a slot may be free for an instant.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let fleet = loop {
+        let (status, fleet) = gw.get("/fleet").await.unwrap();
+        assert_eq!(status, 200, "{fleet}");
+        if fleet["deployments"][0]["in_flight"].as_u64() > Some(0) {
+            break fleet;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never in flight: {fleet}"
+        );
+    };
+    assert_eq!(fleet["instances"][0]["batches"], 1, "{fleet}");
+    assert!(fleet["instances"][0]["lease_until"].as_i64() > fleet["now"].as_i64());
+    assert!(fleet["queue_depth_lines"].as_u64() > Some(0), "{fleet}");
+    let (status, _) = gw
+        .post(&format!("/v1/batches/{id}/cancel"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]

@@ -346,9 +346,8 @@ async fn other_views(b: &Browser, base: &str, shots: &Shots, gw: &Gateway, runni
     )
     .await
     .unwrap();
-    assert!(text_of(b, "#instances-note")
-        .await
-        .contains("Not tracked yet"));
+    wait_for(b, "#instances-table tr[data-instance]").await;
+    assert!(text_of(b, "#instances-table").await.contains("(this one)"));
     accessible(b, "fleet").await;
     shots.take(b, "fleet").await;
 }

@@ -1,8 +1,8 @@
 //! `GET /fleet` (batchgate extension, any key): what the console's Fleet
 //! view shows beside `/health` — each deployment's configuration, lines in
 //! flight and pause state, batch counts by status, and the instance
-//! answering. Instances sharing a store are not tracked yet: `instances`
-//! is null until the store records them.
+//! answering, and the instances holding batch leases (on a shared database,
+//! every instance running something) with the age of their last heartbeat.
 
 use std::sync::Arc;
 
@@ -54,6 +54,46 @@ pub async fn fleet(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> HttpResult<J
         "deployments": deployments,
         "batches": by_status,
         "queue_depth_lines": stats.pending_lines,
-        "instances": null,
+        "instances": instances(&st).await?,
     })))
+}
+
+/// This instance and every instance holding a lease: the batches each
+/// holds and when it last renewed one (its heartbeat). Leases are renewed
+/// every third of `lease_seconds`; one not renewed for longer lapses and
+/// another instance takes its batch over.
+async fn instances(st: &AppState) -> Result<Vec<Value>, crate::error::HttpError> {
+    let now = st.catalog.now();
+    let reach = i64::try_from(st.batches.lease_seconds()).unwrap_or(i64::MAX);
+    let me = st.batches.instance();
+    let mut holders = st.catalog.batches().lease_holders(now).await?;
+    if !holders.iter().any(|h| h.owner == me) {
+        holders.insert(
+            0,
+            batchgate_store::LeaseHolder {
+                owner: me.to_string(),
+                batches: 0,
+                lease_until: now.saturating_add(reach),
+            },
+        );
+    }
+    Ok(holders
+        .into_iter()
+        .map(|h| {
+            let this = h.owner == me;
+            // This process answers, so its heartbeat is now whatever it holds.
+            let heartbeat = if this {
+                now
+            } else {
+                h.lease_until.saturating_sub(reach)
+            };
+            json!({
+                "id": h.owner,
+                "this": this,
+                "batches": h.batches,
+                "heartbeat_at": heartbeat,
+                "lease_until": (h.batches > 0).then_some(h.lease_until),
+            })
+        })
+        .collect())
 }

@@ -79,18 +79,35 @@ function summary(fleet) {
       h('h2', {}, 'Batches by status'),
       counts.length ? dl(counts.map(([s, n]) => [s.replace('_', ' '), num(n)])) : h('p', { class: 'muted' }, 'No batches yet.'),
     ),
+  );
+}
+
+/** The instances holding batch leases (on a shared database, every one running something). */
+function instancesTable(fleet) {
+  return h(
+    'section',
+    {},
     h(
       'div',
-      { class: 'card' },
-      h('h2', {}, 'Instances'),
-      fleet.instances
-        ? dl(fleet.instances.map((i) => [i.id, `heartbeat ${ago(i.heartbeat_at, fleet.now)}, ${num(i.batches)} batches`]))
-        : h(
-            'p',
-            { id: 'instances-note' },
-            'Not tracked yet: the store keeps no heartbeat per instance, so this view shows the instance that answered. ',
-            'Instances sharing one database still divide the batches between them through leases.',
-          ),
+      { class: 'table-wrap', id: 'instances-table' },
+      table({
+        caption: 'Instances',
+        columns: [{ label: 'Instance' }, { label: 'Batches held', num: true }, { label: 'Last heartbeat' }],
+        rows: fleet.instances.map((i) => ({
+          attrs: { 'data-instance': i.id },
+          cells: [
+            h('span', {}, h('code', { class: 'break' }, i.id), i.this ? ' (this one)' : ''),
+            num(i.batches),
+            i.this ? 'now (it answered)' : ago(i.heartbeat_at, fleet.now),
+          ],
+        })),
+      }),
+    ),
+    h(
+      'p',
+      { class: 'muted', id: 'instances-note' },
+      'Instances sharing one database divide batches through leases, renewed every third of the lease time; ',
+      'an instance holding no batch holds no lease and is not listed here.',
     ),
   );
 }
@@ -123,7 +140,7 @@ export async function render(main, _route, ctx) {
     ticks += 1;
     const fleet = await get('/fleet');
     keepFocus(top, () => summary(fleet));
-    keepFocus(region, () => deploymentsTable(fleet, healthIndex(health), healthError));
+    keepFocus(region, () => [deploymentsTable(fleet, healthIndex(health), healthError), instancesTable(fleet)]);
     keepFocus(note, () => (healthError ? alertBox(healthError) : []));
   };
   await load();

@@ -144,4 +144,10 @@ impl Engine {
     pub fn instance(&self) -> &str {
         &self.shared.instance
     }
+
+    /// How far each lease renewal reaches ahead, in seconds: a lease that
+    /// runs until `t` was last renewed at `t - lease_seconds`.
+    pub fn lease_seconds(&self) -> u64 {
+        self.shared.gw.batch.lease_seconds
+    }
 }
