@@ -5,10 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod a11y;
 mod bins;
 pub mod in_process;
+mod keyed;
 pub mod one_model;
 pub mod s3;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

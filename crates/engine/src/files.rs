@@ -80,6 +80,64 @@ impl LocalFiles {
         body: batchgate_core::ByteStream,
         expires_after_seconds: Option<u64>,
     ) -> Result<FileRecord, ApiError> {
+        let purpose = FilePurpose::BatchOutput;
+        self.write_made(
+            deployment,
+            owner,
+            filename,
+            purpose,
+            body,
+            expires_after_seconds,
+        )
+        .await
+    }
+
+    /// Writes a batch input file the gateway made (the lines a retry
+    /// sends again) for `deployment`, owned by `owner` and expiring like an
+    /// uploaded batch file; returns the row, not yet committed
+    /// ([`LocalFiles::insert`] commits it, [`LocalFiles::discard`] drops it).
+    pub async fn write_input(
+        &self,
+        deployment: &Deployment,
+        owner: Owner,
+        filename: &str,
+        body: batchgate_core::ByteStream,
+    ) -> Result<FileRecord, ApiError> {
+        let expiry = Some(self.catalog.general.batch_file_expiry_seconds);
+        let purpose = FilePurpose::Batch;
+        self.write_made(deployment, owner, filename, purpose, body, expiry)
+            .await
+    }
+
+    /// Commits a row written by [`LocalFiles::write_input`]; on failure its
+    /// bytes are removed.
+    pub async fn insert(&self, record: &FileRecord) -> Result<(), ApiError> {
+        if let Err(e) = self.catalog.store.insert_file(record).await {
+            self.discard(record).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Removes the bytes of a row that was never committed (best effort:
+    /// a leftover blob is unreachable, not visible).
+    pub async fn discard(&self, record: &FileRecord) {
+        if let Some(path) = &record.blob_path {
+            if let Err(e) = self.catalog.blobs.delete(path).await {
+                tracing::warn!(error = %e, path, "could not remove an uncommitted file's bytes");
+            }
+        }
+    }
+
+    async fn write_made(
+        &self,
+        deployment: &Deployment,
+        owner: Owner,
+        filename: &str,
+        purpose: FilePurpose,
+        body: batchgate_core::ByteStream,
+        expires_after_seconds: Option<u64>,
+    ) -> Result<FileRecord, ApiError> {
         let (public_id, key) = self.catalog.ids.new_local(Kind::File, deployment)?;
         let blob_path = blob_path(&key);
         let bytes = match self
@@ -98,15 +156,9 @@ impl LocalFiles {
             }
         };
         let created_at = self.catalog.now();
-        let mut object = FileObject::new(
-            &public_id,
-            bytes,
-            created_at,
-            filename,
-            FilePurpose::BatchOutput,
-        );
-        // `output_expires_after` is anchored at the file's own creation,
-        // as OpenAI documents, not at the batch's.
+        let mut object = FileObject::new(&public_id, bytes, created_at, filename, purpose);
+        // Expiry is anchored at the file's own creation (OpenAI's rule for
+        // `output_expires_after`, and how uploads expire).
         object.expires_at = expires_after_seconds
             .map(|s| created_at.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
         Ok(FileRecord {

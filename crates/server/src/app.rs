@@ -96,6 +96,7 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .route("/batches", post(batches::create).get(batches::list))
         .route("/batches/{batch_id}", get(batches::retrieve))
         .route("/batches/{batch_id}/cancel", post(batches::cancel))
+        .route("/batches/{batch_id}/retry", post(batches::retry))
         .route("/models", get(models::list))
         // Model names may hold slashes (`meta-llama/Llama-2-7b-chat-hf`).
         .route("/models/{*model}", get(models::retrieve));
@@ -117,10 +118,14 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .nest("/v1", api.clone())
         .merge(api)
         .route("/health", get(crate::health::deployments))
+        .route("/fleet", get(crate::fleet::fleet))
         .merge(management)
         .route_layer(axum::middleware::from_fn_with_state(auth, require_key));
     Router::new()
         .merge(authed)
+        // The console's files are public; its data comes from the routes
+        // above, called with the user's own key.
+        .merge(batchgate_console::router())
         .route("/health/liveliness", get(crate::health::liveliness))
         .route("/health/readiness", get(crate::health::readiness))
         .route("/metrics", get(crate::metrics::render))
