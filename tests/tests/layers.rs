@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-ids", &[]),
     ("batchgate-mock-vllm", &[]),
     ("batchgate-cli", &[]),
+    ("batchgate-concurrency", &[]),
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core", "batchgate-cost"]),
     ("batchgate-cost", &["batchgate-core"]),
