@@ -24,6 +24,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "batchgate-engine",
         &[
+            "batchgate-concurrency",
             "batchgate-core",
             "batchgate-ids",
             "batchgate-config",
