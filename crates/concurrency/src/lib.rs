@@ -20,7 +20,10 @@
 //!   is in use means room: the limit grows — doubling until the first queue
 //!   is seen, then by small steps that grow while no queue appears, so a
 //!   capacity that rises (a tenant leaves, a replica restarts bigger) is
-//!   found again within seconds.
+//!   found again within seconds. While other clients use the server too
+//!   (more requests on it than ours), it aims instead for no queue and one
+//!   free place, so that their requests start at once rather than wait for
+//!   one of ours to finish.
 //! - **Latency**, otherwise. Queueing shows as latency rising in
 //!   proportion to concurrency (throughput no longer rising with it),
 //!   while a batch that is merely fuller only gets mildly slower. The
@@ -99,7 +102,9 @@ pub struct Sample {
 /// What the caller saw since the previous tick.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Observation {
-    /// Our requests in flight to the server now.
+    /// Our requests in flight to the server: the larger of the counts
+    /// before and after the load was read, so that none of ours on the
+    /// server is taken for someone else's.
     pub in_flight: usize,
     /// Whether the limit was reached at some point since the last tick
     /// (there was more work than it allowed). A limit that is not in use

@@ -139,6 +139,32 @@ fn yields_to_another_tenant_and_takes_the_room_back() {
     assert_settled(&m, &s, "after the other tenant left");
 }
 
+/// One user sending one request at a time to the server a batch fills:
+/// a place stays free for them, so their requests start at once.
+#[test]
+fn an_interactive_user_keeps_their_latency_during_a_batch() {
+    for c in CAPACITIES {
+        let s = spec(c);
+        let mut alone = Sim::without_clients(s, Feed::Gauges, 8);
+        let user = alone.add_fixed(1);
+        alone.run(secs(60));
+        let p99_alone = alone.take_p99(user);
+        let (mut sim, _) = settle(s, Feed::Gauges, 8);
+        let user = sim.add_fixed(1);
+        sim.run(secs(5));
+        sim.take_p99(user);
+        let m = sim.measure(secs(60));
+        let p99 = sim.take_p99(user);
+        assert!(
+            p99 <= 1.5 * p99_alone,
+            "C={c}: p99 {p99:.4}s vs {p99_alone:.4}s alone ({m:?})"
+        );
+        // The batch gives up one place for the user and one kept free.
+        assert!(m.avg_limit >= c as f64 - 3.0, "C={c}: {m:?}");
+        assert!(m.avg_waiting < 0.5, "C={c}: {m:?}");
+    }
+}
+
 #[test]
 fn two_gateways_share_one_server_without_a_queue() {
     let s = spec(512);

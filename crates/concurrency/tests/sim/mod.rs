@@ -84,6 +84,8 @@ struct Client {
     fixed: usize,
     in_flight: usize,
     saturated: bool,
+    /// Latencies of a fixed client's requests, in seconds.
+    latencies: Vec<f64>,
 }
 
 impl Client {
@@ -121,6 +123,13 @@ pub struct Sim {
 impl Sim {
     /// A server and one adaptive client (client 0).
     pub fn new(spec: Spec, feed: Feed, settings: Settings, seed: u64) -> Sim {
+        let mut sim = Sim::without_clients(spec, feed, seed);
+        sim.add_adaptive(settings);
+        sim
+    }
+
+    /// A server and no client yet.
+    pub fn without_clients(spec: Spec, feed: Feed, seed: u64) -> Sim {
         let mut sim = Sim {
             now: 0,
             seq: 0,
@@ -133,7 +142,6 @@ impl Sim {
             rng: seed ^ 0x9e37_79b9_7f4a_7c15,
             acc: Acc::default(),
         };
-        sim.add_adaptive(settings);
         sim.at(0, Event::Tick);
         sim
     }
@@ -145,6 +153,7 @@ impl Sim {
             fixed: 0,
             in_flight: 0,
             saturated: false,
+            latencies: Vec::new(),
         });
         let i = self.clients.len() - 1;
         self.fill(i);
@@ -158,6 +167,7 @@ impl Sim {
             fixed: n,
             in_flight: 0,
             saturated: false,
+            latencies: Vec::new(),
         });
         let i = self.clients.len() - 1;
         self.fill(i);
@@ -178,6 +188,15 @@ impl Sim {
 
     pub fn limit(&self, client: usize) -> usize {
         self.clients[client].limit()
+    }
+
+    /// The 99th percentile of a fixed client's latencies since the last
+    /// call, in seconds (and forgets them).
+    pub fn take_p99(&mut self, client: usize) -> f64 {
+        let mut l = std::mem::take(&mut self.clients[client].latencies);
+        l.sort_by(f64::total_cmp);
+        let i = (l.len() * 99).div_ceil(100).saturating_sub(1);
+        l.get(i).copied().unwrap_or(f64::NAN)
     }
 
     /// Runs for `d` of simulated time.
@@ -209,7 +228,7 @@ impl Sim {
             avg_waiting: self.acc.waiting / secs,
             avg_running: self.acc.running / secs,
             avg_limit: self.acc.limit / secs,
-            limit: self.limit(0),
+            limit: self.clients.first().map_or(0, Client::limit),
         }
     }
 
@@ -222,7 +241,7 @@ impl Sim {
         let dt = t.saturating_sub(self.now) as f64 / 1e9;
         self.acc.waiting += self.waiting.len() as f64 * dt;
         self.acc.running += self.running as f64 * dt;
-        self.acc.limit += self.limit(0) as f64 * dt;
+        self.acc.limit += self.clients.first().map_or(0, Client::limit) as f64 * dt;
         self.now = self.now.max(t);
     }
 
@@ -261,12 +280,13 @@ impl Sim {
         let now = self.now;
         let c = &mut self.clients[r.client];
         c.in_flight -= 1;
-        if let Some(ctl) = c.ctl.as_mut() {
-            ctl.on_answer(Sample {
+        match c.ctl.as_mut() {
+            Some(ctl) => ctl.on_answer(Sample {
                 epoch: r.epoch,
                 latency: Duration::from_nanos(now - r.sent),
                 concurrency: r.concurrency,
-            });
+            }),
+            None => c.latencies.push((now - r.sent) as f64 / 1e9),
         }
         self.fill(r.client);
     }

@@ -78,6 +78,7 @@ impl Pacer {
     /// only), then ticks the controller. `saturated` says whether the
     /// limit was reached since the last tick.
     pub async fn tick(&self, now: Duration, saturated: bool) -> usize {
+        let before = self.sending.load(Ordering::Relaxed);
         let load = if self.deployment.adaptive_concurrency {
             tokio::time::timeout(LOAD_TIMEOUT, self.upstream.load())
                 .await
@@ -87,7 +88,7 @@ impl Pacer {
             None
         };
         let obs = Observation {
-            in_flight: self.sending.load(Ordering::Relaxed),
+            in_flight: before.max(self.sending.load(Ordering::Relaxed)),
             saturated,
             load: load.map(convert),
         };
