@@ -98,7 +98,7 @@ impl Gauges {
             return limit;
         }
         if !self.seen_queue && kv < KV_HIGH {
-            return limit.saturating_mul(2);
+            return limit.saturating_mul(slow_start_factor(load.kv_cache_usage));
         }
         self.grow(limit)
     }
@@ -155,6 +155,19 @@ impl Gauges {
     }
 }
 
+/// How much the limit grows before the first queue: twice, or up to four
+/// times while the KV cache shows that much room below [`KV_HIGH`] (a
+/// cache a fifth full holds four times as many sequences before 80%), so a
+/// large server fills in a few ticks and a nearly full one is not
+/// overshot.
+fn slow_start_factor(kv_cache_usage: Option<f64>) -> usize {
+    match kv_cache_usage {
+        // Between 2 and 4: the cast is exact.
+        Some(kv) if kv > 0.0 => (KV_HIGH / kv).floor().clamp(2.0, 4.0) as usize,
+        _ => 2,
+    }
+}
+
 /// Our in-flight requests less our share of `excess` (the share is ours of
 /// everything the server holds, so that other clients' requests are not
 /// counted as ours, and several gateways on one server share the
@@ -201,6 +214,18 @@ mod tests {
         // After a queue, growth is gentle and accelerates while it lasts.
         assert_eq!(g.next(102, &busy(102), load(100.0, 0.0)), 105);
         assert_eq!(g.next(105, &busy(105), load(100.0, 0.0)), 111);
+    }
+
+    #[test]
+    fn an_empty_cache_speeds_up_the_first_climb() {
+        let with_kv = |kv: f64| ServerLoad {
+            kv_cache_usage: Some(kv),
+            ..load(16.0, 0.0)
+        };
+        assert_eq!(Gauges::default().next(16, &busy(16), with_kv(0.03)), 64);
+        assert_eq!(Gauges::default().next(16, &busy(16), with_kv(0.25)), 48);
+        assert_eq!(Gauges::default().next(16, &busy(16), with_kv(0.5)), 32);
+        assert_eq!(Gauges::default().next(16, &busy(16), with_kv(0.0)), 32);
     }
 
     #[test]
