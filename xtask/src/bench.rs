@@ -13,6 +13,8 @@ use anyhow::{anyhow, bail, Result};
 use crate::api::Api;
 use crate::procs::{build_release, has, Proc};
 
+mod adaptive;
+
 const KEY: &str = "sk-bench";
 
 #[derive(Debug, clap::Args)]
@@ -26,6 +28,13 @@ pub struct Args {
     /// Seconds of the retrieve load (b).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Run only the adaptive-concurrency comparison (capacities 8, 64 and
+    /// 512 against a fixed 64; an interactive client's p99 during a batch).
+    #[arg(long)]
+    adaptive: bool,
+    /// Lines of each batch of the adaptive comparison.
+    #[arg(long, default_value_t = 5_000)]
+    adaptive_lines: usize,
 }
 
 struct Row {
@@ -39,6 +48,11 @@ pub fn run(args: Args) -> Result<()> {
     let work = std::env::temp_dir().join(format!("batchgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let rt = tokio::runtime::Runtime::new()?;
+    if args.adaptive {
+        let result = adaptive::run(&bin, &work, &rt, args.adaptive_lines);
+        let _ = std::fs::remove_dir_all(&work);
+        return result;
+    }
     let mut rows = Vec::new();
 
     // (e) idle, (a) uploads, (b) retrieves: one gateway, zero-latency mock.
