@@ -82,7 +82,8 @@ struct Group {
     adapting: AtomicBool,
 }
 
-/// Semaphores and outage breakers for every model group of the router.
+/// Slots (sized by each replica's [`Pacer`]) and outage breakers for every
+/// model group of the router.
 #[derive(Debug, Default)]
 pub struct Limits {
     groups: HashMap<String, Arc<Group>>,
