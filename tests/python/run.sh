@@ -33,6 +33,11 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
     echo "$want" >"$STAMP"
 fi
 
+# `cargo xtask ci` only wants the virtualenv (for moto's S3 server) first.
+if [ -n "${BATCHGATE_SETUP_ONLY:-}" ]; then
+    exit 0
+fi
+
 cargo build -q -p batchgate -p batchgate-mock-vllm
 
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps |

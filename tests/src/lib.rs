@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod in_process;
 pub mod one_model;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -34,18 +36,24 @@ pub fn workspace_root() -> PathBuf {
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "batchgate",
-                "-p",
-                "batchgate-mock-vllm",
-            ])
-            .current_dir(workspace_root())
-            .status()
-            .map_err(|e| e.to_string())?;
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "batchgate"])
+            .args(["-p", "batchgate-mock-vllm"])
+            .current_dir(workspace_root());
+        // Without what cargo set for this test (as xtask's builds do): ring's
+        // build script reruns when CARGO_MANIFEST_DIR changes, so this build
+        // and the next plain `cargo build`/`cargo test` would each rebuild
+        // ring and everything above it.
+        for (name, _) in std::env::vars_os() {
+            let n = name.to_string_lossy();
+            if n.starts_with("CARGO_PKG_")
+                || n.starts_with("CARGO_MANIFEST_")
+                || n == "CARGO_CRATE_NAME"
+            {
+                cmd.env_remove(&name);
+            }
+        }
+        let status = cmd.status().map_err(|e| e.to_string())?;
         if status.success() {
             Ok(())
         } else {
@@ -96,6 +104,9 @@ fn gateway_command(dir: &Path, port: u16, args: &[String], envs: &[(String, Stri
         .args(["--port", &port.to_string(), "--data-dir"])
         .arg(dir.join("data"))
         .args(args)
+        // A developer's DATABASE_URL must not move every test onto it; the
+        // Postgres tests pass theirs in `envs`.
+        .env_remove("DATABASE_URL")
         .envs(envs.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

@@ -9,12 +9,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use batchgate_config::{Config, Router};
-use batchgate_engine::{Engine, Gateway, LocalFiles};
-use batchgate_ids::IdCodec;
-use batchgate_server::{AppState, Auth, Providers};
-use batchgate_store::{Blobs, SqliteStore};
 use batchgate_tests::assert_error_envelope;
+use batchgate_tests::in_process::{InProcess, Keys};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use reqwest::Method;
@@ -26,61 +22,23 @@ const CONFIG: &str = "model_list:\n- model_name: m\n  litellm_params:\n    model
 struct App {
     base: String,
     http: reqwest::Client,
+    _app: InProcess,
     _dir: tempfile::TempDir,
-    server: tokio::task::JoinHandle<()>,
     /// Makes team ids unique per case.
     seq: AtomicU64,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 impl App {
     async fn start() -> App {
         let dir = tempfile::tempdir().unwrap();
-        let config =
-            Config::from_yaml(CONFIG, &[batchgate_provider_vllm::NAME], &|_| None).unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("meta.db"))
-                .await
-                .unwrap(),
-        );
-        let gw = Gateway {
-            store: store.clone(),
-            blobs: Blobs::local(&dir.path().join("blobs")).unwrap(),
-            codec: Arc::new(IdCodec::new(b"admin input test secret")),
-            router: Arc::new(Router::new(config.deployments)),
-            general: Arc::new(config.general),
-            batch: Arc::new(config.batch),
-            clock: Arc::new(|| 1_700_000_000),
-        };
-        let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
-        let engine = Engine::new(gw.clone(), "test".into(), upstreams).unwrap();
-        let providers = Providers::new().register(Arc::new(batchgate_provider_vllm::provider(
-            gw.clone(),
-            engine.clone(),
-        )));
-        let state = AppState {
-            gw: gw.clone(),
-            catalog: LocalFiles::new(gw.clone()),
-            batches: engine,
-            providers,
-            spool_dir: dir.path().join("spool"),
-        };
-        let app = batchgate_server::router(state, Auth::new(MASTER.into(), store));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let clock = Arc::new(|| 1_700_000_000);
+        let app =
+            InProcess::start(CONFIG, dir.path(), clock, Keys::WithVirtual(MASTER), false).await;
         App {
-            base,
+            base: app.base.clone(),
             http: reqwest::Client::new(),
+            _app: app,
             _dir: dir,
-            server,
             seq: AtomicU64::new(0),
         }
     }

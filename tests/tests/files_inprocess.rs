@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use batchgate_config::{Config, Router};
-use batchgate_engine::{Engine, Gateway, LocalFiles};
-use batchgate_ids::{IdCodec, Kind};
-use batchgate_server::{AppState, Auth, Providers};
-use batchgate_store::{Blobs, SqliteStore};
+use batchgate_engine::Catalog;
+use batchgate_ids::Kind;
+use batchgate_tests::in_process::{InProcess, Keys};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
@@ -24,69 +22,27 @@ struct App {
     base: String,
     http: reqwest::Client,
     now: Arc<AtomicI64>,
-    gw: Gateway,
-    files: LocalFiles,
+    catalog: Catalog,
     blobs_dir: PathBuf,
+    _app: InProcess,
     _dir: tempfile::TempDir,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 impl App {
     async fn start() -> App {
         let dir = tempfile::tempdir().unwrap();
-        let config =
-            Config::from_yaml(CONFIG, &[batchgate_provider_vllm::NAME], &|_| None).unwrap();
         let now = Arc::new(AtomicI64::new(T0));
         let clock_now = now.clone();
-        let blobs_dir = dir.path().join("blobs");
-        let gw = Gateway {
-            store: Arc::new(
-                SqliteStore::open(&dir.path().join("meta.db"))
-                    .await
-                    .unwrap(),
-            ),
-            blobs: Blobs::local(&blobs_dir).unwrap(),
-            codec: Arc::new(IdCodec::new(b"in-process test secret")),
-            router: Arc::new(Router::new(config.deployments)),
-            general: Arc::new(config.general),
-            batch: Arc::new(config.batch),
-            clock: Arc::new(move || clock_now.load(Ordering::SeqCst)),
-        };
-        let files = LocalFiles::new(gw.clone());
-        let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
-        let engine = Engine::new(gw.clone(), "test".into(), upstreams).unwrap();
-        let providers = Providers::new().register(Arc::new(batchgate_provider_vllm::provider(
-            gw.clone(),
-            engine.clone(),
-        )));
-        let state = AppState {
-            gw: gw.clone(),
-            catalog: files.clone(),
-            batches: engine,
-            providers,
-            spool_dir: dir.path().join("spool"),
-        };
-        let app = batchgate_server::router(state, Auth::master_key(KEY.into()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let clock = Arc::new(move || clock_now.load(Ordering::SeqCst));
+        let app = InProcess::start(CONFIG, dir.path(), clock, Keys::Master(KEY), false).await;
         App {
-            base,
+            base: app.base.clone(),
             http: reqwest::Client::new(),
             now,
-            gw,
-            files,
-            blobs_dir,
+            catalog: app.gateway.catalog().clone(),
+            blobs_dir: dir.path().join("blobs"),
+            _app: app,
             _dir: dir,
-            server,
         }
     }
 
@@ -159,15 +115,15 @@ impl App {
 
     /// Where the file's bytes live on disk.
     fn blob_of(&self, id: &str) -> PathBuf {
-        let key = self.gw.route(Kind::File, id).unwrap().local_key;
+        let key = self.catalog.route(Kind::File, id).unwrap().local_key;
         self.blobs_dir.join("files").join(key)
     }
 
     /// Whether the file's row is still in the store, expired or not.
     async fn row_exists(&self, id: &str) -> bool {
-        let key = self.gw.route(Kind::File, id).unwrap().local_key;
-        self.gw
-            .store
+        let key = self.catalog.route(Kind::File, id).unwrap().local_key;
+        self.catalog
+            .files()
             .get_file(&key, i64::MIN)
             .await
             .unwrap()
@@ -214,7 +170,7 @@ async fn a_file_with_expires_after_vanishes_then_is_swept() {
     app.set_time(T0 + 3599);
     app.assert_visible(short_id).await;
     assert_eq!(
-        app.files.sweep_expired().await.unwrap(),
+        app.catalog.sweep_expired().await.unwrap(),
         0,
         "nothing is due yet"
     );
@@ -224,14 +180,14 @@ async fn a_file_with_expires_after_vanishes_then_is_swept() {
     app.assert_visible(keep_id).await;
     // Hidden at once, removed by the sweep: row and bytes.
     assert!(app.row_exists(short_id).await && app.blob_of(short_id).is_file());
-    assert_eq!(app.files.sweep_expired().await.unwrap(), 1);
+    assert_eq!(app.catalog.sweep_expired().await.unwrap(), 1);
     assert!(!app.row_exists(short_id).await);
     assert!(
         !app.blob_of(short_id).exists(),
         "expired bytes must be deleted"
     );
     assert!(app.blob_of(keep_id).is_file());
-    assert_eq!(app.files.sweep_expired().await.unwrap(), 0);
+    assert_eq!(app.catalog.sweep_expired().await.unwrap(), 0);
 
     // Even back in time the swept file does not come back.
     app.set_time(T0);
@@ -250,11 +206,11 @@ async fn batch_files_expire_after_thirty_days_by_default() {
 
     app.set_time(T0 + THIRTY_DAYS - 1);
     app.assert_visible(id).await;
-    assert_eq!(app.files.sweep_expired().await.unwrap(), 0);
+    assert_eq!(app.catalog.sweep_expired().await.unwrap(), 0);
 
     app.set_time(T0 + THIRTY_DAYS + 1);
     app.assert_gone(id).await;
-    assert_eq!(app.files.sweep_expired().await.unwrap(), 2);
+    assert_eq!(app.catalog.sweep_expired().await.unwrap(), 2);
     assert!(!app.row_exists(id).await);
     assert!(!app.blob_of(id).exists());
     assert!(app.listed().await.is_empty());

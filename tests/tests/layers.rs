@@ -19,7 +19,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-concurrency", &[]),
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core", "batchgate-cost"]),
-    ("batchgate-cost", &["batchgate-core"]),
+    (
+        "batchgate-store-postgres",
+        &["batchgate-core", "batchgate-cost", "batchgate-store"],
+    ),
+    ("batchgate-cost", &[]),
     ("batchgate-upstream-openai", &["batchgate-core"]),
     (
         "batchgate-engine",
@@ -73,6 +77,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-ids",
             "batchgate-config",
             "batchgate-store",
+            "batchgate-store-postgres",
             "batchgate-engine",
             "batchgate-provider-openai",
             "batchgate-provider-vllm",
@@ -81,7 +86,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-cli",
         ],
     ),
-    ("batchgate-tests", &["batchgate-mock-vllm"]),
+    // The harness sits on top, beside the binary: it starts the binary and
+    // wires the gateway in process the way the binary does.
+    (
+        "batchgate-tests",
+        &[
+            "batchgate-mock-vllm",
+            "batchgate-config",
+            "batchgate-engine",
+            "batchgate-provider-vllm",
+            "batchgate-server",
+            "batchgate-store",
+        ],
+    ),
     ("xtask", &["batchgate-mock-vllm"]),
 ];
 

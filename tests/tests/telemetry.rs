@@ -5,16 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use batchgate_config::{Config, Router};
-use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles};
-use batchgate_ids::IdCodec;
+use batchgate_engine::system_clock;
 use batchgate_mock_vllm::{prompt_tokens_of, MockConfig, MockVllm, DEFAULT_MODEL};
 use batchgate_server::telemetry::otel_layer_with;
-use batchgate_server::{AppState, Auth, Providers};
-use batchgate_store::{Blobs, SqliteStore};
+use batchgate_tests::in_process::{InProcess, Keys};
 use opentelemetry::trace::SpanKind;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use reqwest::multipart::{Form, Part};
@@ -36,44 +32,11 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
 }
 
 /// Starts the gateway in process (engine running) against `upstream`.
-async fn start_gateway(
-    upstream: &str,
-    dir: &std::path::Path,
-) -> (String, Vec<tokio::task::JoinHandle<()>>) {
+async fn start_gateway(upstream: &str, dir: &std::path::Path) -> InProcess {
     let yaml = format!(
         "model_list:\n- model_name: m\n  litellm_params:\n    model: hosted_vllm/{DEFAULT_MODEL}\n    api_base: {upstream}\n"
     );
-    let config = Config::from_yaml(&yaml, &[batchgate_provider_vllm::NAME], &|_| None).unwrap();
-    let gw = Gateway {
-        store: Arc::new(SqliteStore::open(&dir.join("meta.db")).await.unwrap()),
-        blobs: Blobs::local(&dir.join("blobs")).unwrap(),
-        codec: Arc::new(IdCodec::new(b"telemetry test secret")),
-        router: Arc::new(Router::new(config.deployments)),
-        general: Arc::new(config.general),
-        batch: Arc::new(config.batch),
-        clock: system_clock(),
-    };
-    let upstreams = batchgate_provider_vllm::upstreams(&gw.router).unwrap();
-    let engine = Engine::new(gw.clone(), "telemetry-test".into(), upstreams).unwrap();
-    let supervisor = engine.start();
-    let providers = Providers::new().register(Arc::new(batchgate_provider_vllm::provider(
-        gw.clone(),
-        engine.clone(),
-    )));
-    let state = AppState {
-        catalog: LocalFiles::new(gw.clone()),
-        gw,
-        batches: engine,
-        providers,
-        spool_dir: dir.join("spool"),
-    };
-    let app = batchgate_server::router(state, Auth::master_key(KEY.into()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (base, vec![supervisor, server])
+    InProcess::start(&yaml, dir, system_clock(), Keys::Master(KEY), true).await
 }
 
 // One thread: the scoped subscriber below sees every task of the test.
@@ -85,7 +48,8 @@ async fn http_batch_and_upstream_spans_are_exported() {
 
     let mock = MockVllm::start(MockConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (base, tasks) = start_gateway(&mock.base_url(), dir.path()).await;
+    let gateway = start_gateway(&mock.base_url(), dir.path()).await;
+    let base = gateway.base.clone();
     let http = reqwest::Client::new();
 
     let bodies: Vec<Value> = PROMPTS
@@ -228,8 +192,6 @@ async fn http_batch_and_upstream_spans_are_exported() {
         .collect();
     assert_eq!(seen, expected);
 
-    for task in tasks {
-        task.abort();
-    }
+    drop(gateway);
     provider.shutdown().unwrap();
 }

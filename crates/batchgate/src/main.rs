@@ -31,7 +31,8 @@ struct Args {
     host: IpAddr,
     #[arg(long, default_value_t = 4000, env = "BATCHGATE_PORT")]
     port: u16,
-    /// Where the embedded store keeps metadata (SQLite) and file bytes.
+    /// Where the gateway keeps file bytes, its upload spool and instance id,
+    /// and — unless `database_url` names PostgreSQL — metadata (SQLite).
     #[arg(long, default_value = "./batchgate-data", env = "BATCHGATE_DATA_DIR")]
     data_dir: PathBuf,
     /// Serve without any API key check. Only for local experiments.

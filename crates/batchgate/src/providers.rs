@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use batchgate_core::{ApiError, Deployment, Upstream};
-use batchgate_engine::{Engine, Gateway};
+use batchgate_engine::Assembly;
 use batchgate_provider_openai::Flavor;
 use batchgate_server::Providers;
 
@@ -29,9 +29,10 @@ pub fn connect(http: &reqwest::Client, d: &Arc<Deployment>) -> Result<Arc<dyn Up
     Ok(flavor.upstream(http, d))
 }
 
-/// Every provider, sharing the gateway's store and engine.
-pub fn register(gw: &Gateway, engine: &Engine) -> Providers {
-    FLAVORS
-        .iter()
-        .fold(Providers::new(), |p, f| p.register(f.provider(gw, engine)))
+/// Every provider, sharing the gateway's catalog and engine.
+pub fn register(gateway: &Assembly) -> Providers {
+    let (catalog, engine) = (gateway.catalog(), gateway.engine());
+    FLAVORS.iter().fold(Providers::new(), |p, f| {
+        p.register(f.provider(catalog, engine))
+    })
 }

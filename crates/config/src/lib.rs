@@ -13,4 +13,6 @@ mod settings;
 pub use error::ConfigError;
 pub use model::{Config, DEFAULT_ENDPOINTS};
 pub use router::Router;
-pub use settings::{window_seconds, BatchSettings, BudgetPolicy, GeneralSettings, ServerSettings};
+pub use settings::{
+    is_postgres_url, window_seconds, BatchSettings, BudgetPolicy, GeneralSettings, ServerSettings,
+};

@@ -93,9 +93,11 @@ impl Config {
             ));
         }
         check_server(&raw.server_settings)?;
+        let mut general = raw.general_settings;
+        general.resolve_database_url(env)?;
         Ok(Config {
             deployments,
-            general: raw.general_settings,
+            general,
             batch: raw.batch_settings,
             server: raw.server_settings,
         })

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::ConfigError;
+
 /// `general_settings` (LiteLLM's section; batchgate reads the keys below and
 /// ignores the rest).
 #[derive(Debug, Clone, Deserialize)]
@@ -13,6 +15,16 @@ pub struct GeneralSettings {
     /// Secret for the ID MAC; else env `BATCHGATE_ID_SECRET`, else a secret
     /// generated once in the data directory.
     pub id_secret: Option<String>,
+    /// A PostgreSQL database for all metadata, shared by every instance
+    /// that names it (LiteLLM's key); else env `DATABASE_URL` when that is
+    /// a PostgreSQL URL; else (`None`) the embedded SQLite store in the data
+    /// directory. Always a `postgres://`/`postgresql://` URL once loaded.
+    pub database_url: Option<String>,
+    /// Where file bytes live: `s3://bucket/prefix` (any S3-compatible
+    /// service; credentials, region and endpoint from the standard `AWS_*`
+    /// environment variables) or `file:///dir`. Else env
+    /// `BATCHGATE_STORAGE_URL`, else `blobs/` in the data directory.
+    pub storage_url: Option<String>,
     /// Upload size limit in MB (10^6 bytes). Default 512, as OpenAI.
     pub max_file_size_mb: u64,
     /// Default lifetime of `purpose=batch` uploads, in seconds (30 days).
@@ -24,6 +36,8 @@ impl Default for GeneralSettings {
         GeneralSettings {
             master_key: None,
             id_secret: None,
+            database_url: None,
+            storage_url: None,
             max_file_size_mb: 512,
             batch_file_expiry_seconds: 30 * 24 * 3600,
         }
@@ -34,6 +48,37 @@ impl GeneralSettings {
     pub fn max_file_bytes(&self) -> u64 {
         self.max_file_size_mb.saturating_mul(1_000_000)
     }
+
+    /// Settles `database_url`: a value in the config must be a PostgreSQL
+    /// URL; without one, `DATABASE_URL` is used if it is one (anything else
+    /// there may be meant for another program and is left alone).
+    pub(crate) fn resolve_database_url(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        match self.database_url.take().filter(|u| !u.trim().is_empty()) {
+            Some(url) if is_postgres_url(&url) => self.database_url = Some(url),
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    "general_settings.database_url",
+                    "must be a postgres:// or postgresql:// URL (leave it unset for the \
+                     embedded SQLite store)",
+                ))
+            }
+            None => self.database_url = env("DATABASE_URL").filter(|u| is_postgres_url(u)),
+        }
+        Ok(())
+    }
+}
+
+/// Whether `url` names a PostgreSQL database (the schemes LiteLLM's
+/// `DATABASE_URL` takes).
+pub fn is_postgres_url(url: &str) -> bool {
+    let scheme = url
+        .trim()
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    matches!(scheme.as_deref(), Some("postgres" | "postgresql"))
 }
 
 /// `batch_settings`: how the engine validates and runs batches.

@@ -10,29 +10,29 @@ use batchgate_core::{
 use batchgate_ids::Kind;
 use batchgate_store::{Deleted, FileFilter, FileRecord, Owner, PutOutcome};
 
-use crate::Gateway;
+use crate::Catalog;
 
 /// Files kept by the gateway: bytes in the blob store, metadata in the
 /// catalog. Used for every deployment whose batches the gateway runs.
 #[derive(Debug, Clone)]
 pub struct LocalFiles {
-    gw: Gateway,
+    catalog: Catalog,
 }
 
 impl LocalFiles {
-    pub fn new(gw: Gateway) -> LocalFiles {
-        LocalFiles { gw }
+    pub fn new(catalog: Catalog) -> LocalFiles {
+        LocalFiles { catalog }
     }
 
     /// A visible, unexpired file row, or "not found".
     pub async fn record(&self, ctx: &RequestCtx, file: &ObjectRef) -> Result<FileRecord, ApiError> {
         let row = self
-            .gw
+            .catalog
             .store
-            .get_file(&file.local_key, self.gw.now())
+            .get_file(&file.local_key, self.catalog.now())
             .await?
             .ok_or_else(|| ApiError::not_found("file", &file.public_id))?;
-        self.gw
+        self.catalog
             .check_visible(&row.owner, &ctx.caller, "file", &file.public_id)?;
         Ok(row)
     }
@@ -47,7 +47,7 @@ impl LocalFiles {
     ) -> Result<ListPage<FileObject>, ApiError> {
         let after = match &query.after {
             None => None,
-            Some(id) => match self.gw.route(Kind::File, id) {
+            Some(id) => match self.catalog.ids.route(Kind::File, id) {
                 Ok(r) => Some(r.local_key),
                 // An unknown cursor means the client paged past the end.
                 Err(_) => return Ok(ListPage::new(vec![], false, |f: &FileObject| &f.id)),
@@ -57,10 +57,10 @@ impl LocalFiles {
             purpose: query.purpose,
             model_name: deployment.map(|d| d.model_name.clone()),
             caller: ctx.caller.clone(),
-            now: self.gw.now(),
+            now: self.catalog.now(),
         };
         let page = self
-            .gw
+            .catalog
             .store
             .list_files(&filter, after.as_deref(), query.limit, query.order)
             .await?;
@@ -80,9 +80,14 @@ impl LocalFiles {
         body: batchgate_core::ByteStream,
         expires_at: Option<i64>,
     ) -> Result<FileRecord, ApiError> {
-        let (public_id, key) = self.gw.new_local_id(Kind::File, deployment)?;
+        let (public_id, key) = self.catalog.ids.new_local(Kind::File, deployment)?;
         let blob_path = blob_path(&key);
-        let bytes = match self.gw.blobs.put_stream(&blob_path, body, u64::MAX).await? {
+        let bytes = match self
+            .catalog
+            .blobs
+            .put_stream(&blob_path, body, u64::MAX)
+            .await?
+        {
             PutOutcome::Stored { bytes } => bytes,
             PutOutcome::TooLarge => {
                 return Err(ApiError::internal("generated file over the limit"))
@@ -95,7 +100,7 @@ impl LocalFiles {
         let mut object = FileObject::new(
             &public_id,
             bytes,
-            self.gw.now(),
+            self.catalog.now(),
             filename,
             FilePurpose::BatchOutput,
         );
@@ -128,32 +133,12 @@ impl LocalFiles {
             upstream_id: None,
             owner,
         };
-        if let Err(e) = self.gw.store.insert_file(&record).await {
+        if let Err(e) = self.catalog.store.insert_file(&record).await {
             // The row never committed: the bytes must not linger unowned.
-            let _ = self.gw.blobs.delete(&blob_path).await;
+            let _ = self.catalog.blobs.delete(&blob_path).await;
             return Err(e.into());
         }
         Ok(record.object)
-    }
-
-    /// Deletes files whose expiry passed, rows first so they vanish from the
-    /// API at once, then their bytes. Returns how many were removed.
-    pub async fn sweep_expired(&self) -> Result<usize, ApiError> {
-        let mut removed = 0;
-        loop {
-            let batch = self.gw.store.take_expired_files(self.gw.now(), 500).await?;
-            if batch.is_empty() {
-                return Ok(removed);
-            }
-            removed += batch.len();
-            for file in batch {
-                if let Some(path) = file.blob_path {
-                    if let Err(e) = self.gw.blobs.delete(&path).await {
-                        tracing::warn!(error = %e, path, "could not remove an expired file's bytes");
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -169,11 +154,11 @@ impl FileApi for LocalFiles {
         deployment: &Arc<Deployment>,
         upload: Upload,
     ) -> Result<FileObject, ApiError> {
-        let (public_id, key) = self.gw.new_local_id(Kind::File, deployment)?;
+        let (public_id, key) = self.catalog.ids.new_local(Kind::File, deployment)?;
         let blob_path = blob_path(&key);
-        let limit = self.gw.general.max_file_bytes();
+        let limit = self.catalog.general.max_file_bytes();
         let bytes = match self
-            .gw
+            .catalog
             .blobs
             .put_stream(&blob_path, upload.body, limit)
             .await?
@@ -182,7 +167,7 @@ impl FileApi for LocalFiles {
             PutOutcome::TooLarge => {
                 return Err(ApiError::too_large(format!(
                     "File is larger than the limit of {} MB.",
-                    self.gw.general.max_file_size_mb
+                    self.catalog.general.max_file_size_mb
                 ))
                 .with_param("file"))
             }
@@ -193,7 +178,7 @@ impl FileApi for LocalFiles {
                 .with_param("file"))
             }
         };
-        let created_at = self.gw.now();
+        let created_at = self.catalog.now();
         let mut object = FileObject::new(
             &public_id,
             bytes,
@@ -206,7 +191,7 @@ impl FileApi for LocalFiles {
                 Some(created_at.saturating_add(i64::try_from(e.seconds).unwrap_or(i64::MAX)))
             }
             (None, FilePurpose::Batch) => Some(created_at.saturating_add(
-                i64::try_from(self.gw.general.batch_file_expiry_seconds).unwrap_or(i64::MAX),
+                i64::try_from(self.catalog.general.batch_file_expiry_seconds).unwrap_or(i64::MAX),
             )),
             (None, _) => None,
         };
@@ -231,7 +216,7 @@ impl FileApi for LocalFiles {
         let path = row
             .blob_path
             .ok_or_else(|| ApiError::not_found("file", &file.public_id))?;
-        let (size, body) = self.gw.blobs.get_stream(&path).await?;
+        let (size, body) = self.catalog.blobs.get_stream(&path).await?;
         Ok(FileContent {
             bytes: Some(size),
             body,
@@ -249,19 +234,19 @@ impl FileApi for LocalFiles {
                 "This file is the input of a batch that has not ended; cancel the batch or wait for it to end.",
             )
         };
-        let row = match self.gw.store.delete_file(&file.local_key).await {
+        let row = match self.catalog.store.delete_file(&file.local_key).await {
             Ok(deleted) => deleted,
             // Deleting is how an operator frees space: on a full disk the
             // bytes go first (they are most of the space), then the row.
             Err(e) if e.is_storage_full() => {
-                if self.gw.store.file_in_use(&file.local_key).await? {
+                if self.catalog.store.file_in_use(&file.local_key).await? {
                     return Err(in_use());
                 }
                 tracing::warn!(file = %file.public_id, "storage full: removing the file's bytes before its row");
                 if let Some(path) = &record.blob_path {
-                    self.gw.blobs.delete(path).await?;
+                    self.catalog.blobs.delete(path).await?;
                 }
-                self.gw.store.delete_file(&file.local_key).await?
+                self.catalog.store.delete_file(&file.local_key).await?
             }
             Err(e) => return Err(e.into()),
         };
@@ -271,7 +256,7 @@ impl FileApi for LocalFiles {
             Deleted::Missing => return Err(ApiError::not_found("file", &file.public_id)),
         };
         if let Some(path) = row.blob_path {
-            if let Err(e) = self.gw.blobs.delete(&path).await {
+            if let Err(e) = self.catalog.blobs.delete(&path).await {
                 tracing::warn!(error = %e, path, "file row deleted but its bytes remain");
             }
         }

@@ -9,12 +9,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use batchgate_config::{Config, Router};
+use batchgate_config::Config;
 use batchgate_core::{
     Batch, BatchStatus, CreateBatchRequest, FileApi, FilePurpose, RequestCtx, Upload,
 };
-use batchgate_engine::{system_clock, Engine, Gateway, LocalFiles, Upstreams};
-use batchgate_ids::{IdCodec, Kind};
+use batchgate_engine::{system_clock, Assembly, Engine, Ids, LocalFiles, Parts};
+use batchgate_ids::Kind;
 use batchgate_mock_vllm::{MockConfig, MockHandle, MockVllm, DEFAULT_MODEL};
 use batchgate_store::faulty::{Faults, FaultyStore};
 use batchgate_store::{Blobs, SqliteStore};
@@ -26,7 +26,7 @@ const MODEL: &str = "m";
 struct Setup {
     engine: Engine,
     files: LocalFiles,
-    gw: Gateway,
+    ids: Ids,
     faults: Arc<Faults>,
     mock: MockHandle,
     _dir: tempfile::TempDir,
@@ -51,26 +51,25 @@ async fn setup(parallel: usize) -> Setup {
         .unwrap();
     let store = FaultyStore::new(Arc::new(sqlite));
     let faults = store.faults.clone();
-    let gw = Gateway {
+    let parts = Parts {
         store: Arc::new(store),
         blobs: Blobs::local(&dir.path().join("blobs")).unwrap(),
-        codec: Arc::new(IdCodec::new(b"0123456789abcdef0123456789abcdef")),
-        router: Arc::new(Router::new(config.deployments)),
-        general: Arc::new(config.general),
-        batch: Arc::new(config.batch),
+        id_secret: b"0123456789abcdef0123456789abcdef".to_vec(),
+        deployments: config.deployments,
+        general: config.general,
+        batch: config.batch,
         clock: system_clock(),
     };
     let http = batchgate_upstream_openai::client().unwrap();
-    let upstreams = Upstreams::connect(&gw.router, |d| {
+    let gateway = Assembly::new(parts, "test-instance".into(), |d| {
         let up = OpenAiUpstream::new(http.clone(), d.clone(), "test", "/health");
         Ok(Arc::new(up) as Arc<dyn batchgate_core::Upstream>)
     })
     .unwrap();
-    let engine = Engine::new(gw.clone(), "test-instance".into(), upstreams).unwrap();
     Setup {
-        files: LocalFiles::new(gw.clone()),
-        engine,
-        gw,
+        files: gateway.files().clone(),
+        engine: gateway.engine().clone(),
+        ids: gateway.ids().clone(),
         faults,
         mock,
         _dir: dir,
@@ -92,7 +91,7 @@ fn lines(n: usize) -> String {
 
 impl Setup {
     async fn create(&self, n: usize) -> Batch {
-        let deployment = self.gw.router.pick(MODEL).unwrap();
+        let deployment = self.ids.router().pick(MODEL).unwrap();
         let upload = Upload {
             filename: "in.jsonl".into(),
             purpose: FilePurpose::Batch,
@@ -104,7 +103,7 @@ impl Setup {
             .create_file(&ctx(), &deployment, upload)
             .await
             .unwrap();
-        let input = self.gw.route(Kind::File, &file.id).unwrap();
+        let input = self.ids.route(Kind::File, &file.id).unwrap();
         let req = CreateBatchRequest {
             input_file_id: file.id.clone(),
             endpoint: "/v1/chat/completions".into(),
@@ -117,7 +116,7 @@ impl Setup {
 
     /// Polls the batch until it ends (bounded, generous).
     async fn ended(&self, id: &str) -> Batch {
-        let b = self.gw.route(Kind::Batch, id).unwrap();
+        let b = self.ids.route(Kind::Batch, id).unwrap();
         let wait = async {
             loop {
                 let batch = self.engine.retrieve(&ctx(), &b).await.unwrap();

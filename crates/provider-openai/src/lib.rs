@@ -20,7 +20,7 @@ mod provider;
 use std::sync::Arc;
 
 use batchgate_core::{Deployment, Provider, Upstream};
-use batchgate_engine::{Engine, Gateway};
+use batchgate_engine::{Catalog, Engine};
 use batchgate_upstream_openai::{LoadProbe, OpenAiUpstream};
 
 pub use provider::OpenAiCompatProvider;
@@ -56,7 +56,11 @@ impl Flavor {
     }
 
     /// The Files and Batch APIs of this flavor's deployments.
-    pub fn provider(&self, gw: &Gateway, engine: &Engine) -> Arc<dyn Provider> {
-        Arc::new(OpenAiCompatProvider::new(*self, gw.clone(), engine.clone()))
+    pub fn provider(&self, catalog: &Catalog, engine: &Engine) -> Arc<dyn Provider> {
+        Arc::new(OpenAiCompatProvider::new(
+            *self,
+            catalog.clone(),
+            engine.clone(),
+        ))
     }
 }

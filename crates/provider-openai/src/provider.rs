@@ -14,7 +14,7 @@ use batchgate_core::{
     FileContent, FileObject, ListPage, ListQuery, ObjectRef, Provider, RequestCtx, Upload,
     Upstream,
 };
-use batchgate_engine::{Engine, Gateway, LocalFiles};
+use batchgate_engine::{Catalog, Engine, LocalFiles};
 use moka::future::Cache;
 
 use crate::forward::Forwarder;
@@ -27,7 +27,7 @@ const PROBE_TTL: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 pub struct OpenAiCompatProvider {
     flavor: Flavor,
-    gw: Gateway,
+    catalog: Catalog,
     files: LocalFiles,
     engine: Engine,
     forward: Forwarder,
@@ -45,15 +45,15 @@ impl std::fmt::Debug for OpenAiCompatProvider {
 }
 
 impl OpenAiCompatProvider {
-    /// A provider of `flavor` on `gw`'s store whose gateway-run batches go
+    /// A provider of `flavor` over `catalog` whose gateway-run batches go
     /// to `engine`.
-    pub fn new(flavor: Flavor, gw: Gateway, engine: Engine) -> OpenAiCompatProvider {
+    pub fn new(flavor: Flavor, catalog: Catalog, engine: Engine) -> OpenAiCompatProvider {
         let http = reqwest::Client::new();
         OpenAiCompatProvider {
             flavor,
-            files: LocalFiles::new(gw.clone()),
-            forward: Forwarder::new(gw.clone(), http.clone()),
-            gw,
+            files: LocalFiles::new(catalog.clone()),
+            forward: Forwarder::new(catalog.clone(), http.clone()),
+            catalog,
             engine,
             http,
             probes: Cache::builder()
@@ -81,8 +81,8 @@ impl OpenAiCompatProvider {
             return Ok(f.upstream_id.clone());
         }
         Ok(self
-            .gw
-            .store
+            .catalog
+            .files()
             .get_file(&f.local_key, i64::MIN)
             .await?
             .and_then(|r| r.upstream_id))

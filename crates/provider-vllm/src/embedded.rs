@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use batchgate_config::{Config, Router};
+use batchgate_config::Config;
 use batchgate_core::{ApiError, Deployment, ObjectRef, RequestCtx};
-use batchgate_engine::{system_clock, Engine, Gateway};
-use batchgate_ids::{IdCodec, Kind};
+use batchgate_engine::{system_clock, Assembly, Parts, Running};
+use batchgate_ids::Kind;
 use batchgate_store::{Blobs, SqliteStore};
 
 use batchgate_provider_openai::OpenAiCompatProvider;
@@ -43,9 +43,9 @@ use batchgate_provider_openai::OpenAiCompatProvider;
 #[derive(Debug)]
 pub struct Embedded {
     pub provider: OpenAiCompatProvider,
-    pub gateway: Gateway,
     pub deployment: Arc<Deployment>,
-    supervisor: tokio::task::JoinHandle<()>,
+    gateway: Assembly,
+    _running: Running,
 }
 
 impl Embedded {
@@ -63,29 +63,32 @@ impl Embedded {
             serde_json::to_string(&format!("hosted_vllm/{served_model}"))?
         );
         let config = Config::from_yaml(&yaml, &[crate::NAME], &|n| std::env::var(n).ok())?;
-        let secret = batchgate_ids::secret::load_or_generate(data_dir)?;
-        let gateway = Gateway {
+        let parts = Parts {
             store: Arc::new(SqliteStore::open(&data_dir.join("batchgate.db")).await?),
             blobs: Blobs::local(&data_dir.join("blobs"))?,
-            codec: Arc::new(IdCodec::new(&secret)),
-            router: Arc::new(Router::new(config.deployments)),
-            general: Arc::new(config.general),
-            batch: Arc::new(config.batch),
+            id_secret: batchgate_ids::secret::load_or_generate(data_dir)?,
+            deployments: config.deployments,
+            general: config.general,
+            batch: config.batch,
             clock: system_clock(),
         };
-        let upstreams = crate::upstreams(&gateway.router)?;
-        let engine = Engine::new(gateway.clone(), "embedded".to_string(), upstreams)?;
-        let supervisor = engine.start();
+        let (gateway, provider) = crate::assemble(parts, "embedded")?;
         let deployment = gateway
-            .router
+            .ids()
+            .router()
             .pick(model_name)
             .ok_or("the configured model is missing")?;
         Ok(Embedded {
-            provider: crate::provider(gateway.clone(), engine),
-            gateway,
+            _running: gateway.start(),
+            provider,
             deployment,
-            supervisor,
+            gateway,
         })
+    }
+
+    /// The gateway's handles (catalog, accounts, engine).
+    pub fn gateway(&self) -> &Assembly {
+        &self.gateway
     }
 
     /// The context of the library's own calls: full access.
@@ -98,17 +101,11 @@ impl Embedded {
 
     /// Routes a file ID for the provider's calls.
     pub fn file(&self, id: &str) -> Result<ObjectRef, ApiError> {
-        self.gateway.route(Kind::File, id)
+        self.gateway.ids().route(Kind::File, id)
     }
 
     /// Routes a batch ID for the provider's calls.
     pub fn batch(&self, id: &str) -> Result<ObjectRef, ApiError> {
-        self.gateway.route(Kind::Batch, id)
-    }
-}
-
-impl Drop for Embedded {
-    fn drop(&mut self) {
-        self.supervisor.abort();
+        self.gateway.ids().route(Kind::Batch, id)
     }
 }

@@ -18,11 +18,11 @@ mod embedded;
 pub mod metrics;
 mod upstream;
 
-use batchgate_engine::{Engine, Gateway};
+use batchgate_engine::Assembly;
 use batchgate_provider_openai::{Flavor, OpenAiCompatProvider};
 
 pub use embedded::Embedded;
-pub use upstream::{upstream, upstreams};
+pub use upstream::{assemble, upstream};
 
 /// vLLM: `hosted_vllm/<served model>`, probed on vLLM's `GET /health`,
 /// its load read from `GET /metrics`.
@@ -36,8 +36,7 @@ pub const FLAVOR: Flavor = Flavor {
 /// The provider name, as written in `litellm_params.model`.
 pub const NAME: &str = FLAVOR.name;
 
-/// The `hosted_vllm` provider on `gw`'s store, whose gateway-run batches go
-/// to `engine`.
-pub fn provider(gw: Gateway, engine: Engine) -> OpenAiCompatProvider {
-    OpenAiCompatProvider::new(FLAVOR, gw, engine)
+/// The `hosted_vllm` provider over `gateway`'s catalog and engine.
+pub fn provider(gateway: &Assembly) -> OpenAiCompatProvider {
+    OpenAiCompatProvider::new(FLAVOR, gateway.catalog().clone(), gateway.engine().clone())
 }

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use batchgate_config::Router;
 use batchgate_core::{ApiError, Deployment, Upstream};
-use batchgate_engine::Upstreams;
+use batchgate_engine::{Assembly, Parts};
+use batchgate_provider_openai::OpenAiCompatProvider;
 
 use crate::FLAVOR;
 
@@ -14,10 +14,16 @@ pub fn upstream(http: &reqwest::Client, d: &Arc<Deployment>) -> Arc<dyn Upstream
     FLAVOR.upstream(http, d)
 }
 
-/// Every deployment of `router`, reached as vLLM servers (for embedding
-/// and tests, where every deployment is one).
-pub fn upstreams(router: &Router) -> Result<Upstreams, ApiError> {
+/// A gateway whose every deployment is a vLLM server, and the provider
+/// serving it (for embedding and tests; the binary registers every
+/// provider). `instance` names this process in batch leases.
+pub fn assemble(
+    parts: Parts,
+    instance: &str,
+) -> Result<(Assembly, OpenAiCompatProvider), ApiError> {
     let http = batchgate_upstream_openai::client()
         .map_err(|e| ApiError::internal(format!("cannot build the HTTP client: {e}")))?;
-    Upstreams::connect(router, |d| Ok(upstream(&http, d)))
+    let gateway = Assembly::new(parts, instance.to_string(), |d| Ok(upstream(&http, d)))?;
+    let provider = crate::provider(&gateway);
+    Ok((gateway, provider))
 }

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::Json;
 use batchgate_core::ApiError;
-use batchgate_engine::Gateway;
+use batchgate_engine::Accounts;
 use batchgate_store::{KeyRecord, TeamRecord};
 use rand::RngCore;
 use rust_decimal::Decimal;
@@ -21,7 +21,7 @@ use crate::extract::{ApiJson, ApiQuery, Ctx};
 
 #[derive(Clone, Debug)]
 pub struct AdminState {
-    pub gw: Gateway,
+    pub accounts: Accounts,
     pub auth: Auth,
 }
 
@@ -53,7 +53,7 @@ pub async fn generate(
     master_only(&ctx)?;
     let f = KeyInput::parse(body)?;
     let key = f.custom_key()?.unwrap_or_else(|| format!("sk-{}", hex(24)));
-    let now = st.gw.now();
+    let now = st.accounts.now();
     let record = KeyRecord {
         key_id: format!("key_{}", hex(12)),
         key_hash: key_hash(&key),
@@ -68,7 +68,7 @@ pub async fn generate(
         metadata: f.metadata.unwrap_or_else(|| json!({})),
         created_at: now,
     };
-    st.gw.store.insert_key(&record).await.map_err(|e| {
+    st.accounts.keys().insert_key(&record).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot store key");
         ApiError::conflict("That key already exists.")
     })?;
@@ -78,9 +78,9 @@ pub async fn generate(
 /// A key named by its value or its `key_…` id.
 async fn find_key(st: &AdminState, key: &str) -> Result<KeyRecord, ApiError> {
     let found = if key.starts_with("key_") {
-        st.gw.store.key_by_id(key).await?
+        st.accounts.keys().key_by_id(key).await?
     } else {
-        st.gw.store.key_by_hash(&key_hash(key)).await?
+        st.accounts.keys().key_by_hash(&key_hash(key)).await?
     };
     found.ok_or_else(|| ApiError::not_found("key", "(redacted)"))
 }
@@ -111,14 +111,14 @@ pub async fn update(
         k.max_budget = f.max_budget;
     }
     if let Some(p) = f.budget {
-        k.budget_reset_at = Some(st.gw.now().saturating_add(p.seconds));
+        k.budget_reset_at = Some(st.accounts.now().saturating_add(p.seconds));
         k.budget_seconds = Some(p.seconds);
         k.budget_duration = Some(p.duration);
     }
     if let Some(m) = f.metadata {
         k.metadata = m;
     }
-    st.gw.store.update_key(&k).await?;
+    st.accounts.keys().update_key(&k).await?;
     st.auth.invalidate();
     Ok(Json(key_json(&k, None)))
 }
@@ -133,7 +133,7 @@ pub async fn delete(
     let mut deleted = Vec::new();
     for name in &keys {
         let k = find_key(&st, name).await?;
-        if st.gw.store.delete_key(&k.key_id).await? {
+        if st.accounts.keys().delete_key(&k.key_id).await? {
             deleted.push(k.key_id);
         }
     }
@@ -177,9 +177,9 @@ pub async fn team_upsert(
 ) -> HttpResult<Json<TeamRecord>> {
     master_only(&ctx)?;
     let f = TeamInput::parse(body)?;
-    let now = st.gw.now();
+    let now = st.accounts.now();
     let team_id = f.team_id.unwrap_or_else(|| format!("team_{}", hex(8)));
-    let existing = st.gw.store.team(&team_id).await?;
+    let existing = st.accounts.keys().team(&team_id).await?;
     let kept = |get: fn(&TeamRecord) -> Option<i64>| existing.as_ref().and_then(get);
     let team = TeamRecord {
         team_alias: f
@@ -206,7 +206,7 @@ pub async fn team_upsert(
         created_at: existing.as_ref().map_or(now, |t| t.created_at),
         team_id,
     };
-    st.gw.store.upsert_team(&team).await?;
+    st.accounts.keys().upsert_team(&team).await?;
     Ok(Json(team))
 }
 
@@ -224,8 +224,8 @@ pub async fn team_info(
         return Err(ApiError::forbidden("A key may only read its own team.").into());
     }
     let team = st
-        .gw
-        .store
+        .accounts
+        .keys()
         .team(&q.team_id)
         .await?
         .ok_or_else(|| ApiError::not_found("team", &q.team_id))?;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use batchgate_core::{ApiError, Deployment};
-use batchgate_engine::{Engine, Gateway, LocalFiles};
+use batchgate_engine::{Accounts, Assembly, Catalog, Engine, LocalFiles};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -21,24 +21,44 @@ use crate::error::HttpError;
 use crate::registry::Providers;
 use crate::{batches, files, spend, upload};
 
-/// Everything handlers share.
+/// Everything handlers share: the providers, which serve every call about
+/// one model's objects, and the gateway's own handles for what spans
+/// models (routing IDs, listings without a model, keys and budgets, health).
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub gw: Gateway,
-    /// The gateway's catalog of files, for listings that name no model.
-    pub catalog: LocalFiles,
-    /// The gateway's batches, for listings.
-    pub batches: Engine,
-    pub providers: Providers,
+    pub(crate) providers: Providers,
+    pub(crate) catalog: Catalog,
+    pub(crate) accounts: Accounts,
+    /// Files of every model, for listings that name none.
+    pub(crate) files: LocalFiles,
+    /// Batches of every model, for listings that name none, and the
+    /// deployments' pause state.
+    pub(crate) batches: Engine,
     /// Where uploads whose file part precedes the form are spooled.
-    pub spool_dir: PathBuf,
+    pub(crate) spool_dir: PathBuf,
 }
 
 impl AppState {
+    pub fn new(gateway: &Assembly, providers: Providers, spool_dir: PathBuf) -> AppState {
+        AppState {
+            providers,
+            catalog: gateway.catalog().clone(),
+            accounts: gateway.accounts().clone(),
+            files: gateway.files().clone(),
+            batches: gateway.engine().clone(),
+            spool_dir,
+        }
+    }
+
+    /// The model names clients may use.
+    pub fn model_names(&self) -> &[String] {
+        self.catalog.ids().router().model_names()
+    }
+
     /// The deployment an upload goes to: the named model (one replica of it,
     /// round-robin), or the only configured model when none is named.
     pub fn resolve_model(&self, model: Option<&str>) -> Result<Arc<Deployment>, ApiError> {
-        let router = &self.gw.router;
+        let router = self.catalog.ids().router();
         let configured = || router.model_names().join(", ");
         match model.or(router.sole_model()) {
             Some(name) => router.pick(name).ok_or_else(|| {
@@ -87,7 +107,7 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .route("/spend/logs", get(spend::logs))
         .route("/global/spend/report", get(spend::report))
         .with_state(AdminState {
-            gw: state.gw.clone(),
+            accounts: state.accounts.clone(),
             auth: auth.clone(),
         });
     let authed = Router::new()

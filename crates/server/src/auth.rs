@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use batchgate_core::{ApiError, Caller};
-use batchgate_store::MetaStore;
+use batchgate_engine::Accounts;
 use futures::StreamExt;
 use moka::future::Cache;
 use sha2::{Digest, Sha256};
@@ -26,7 +26,7 @@ const LINGER: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Auth {
     master_key: Option<Arc<str>>,
-    store: Option<Arc<dyn MetaStore>>,
+    accounts: Option<Accounts>,
     cache: Cache<String, Caller>,
 }
 
@@ -47,11 +47,11 @@ pub fn key_hash(key: &str) -> String {
 }
 
 impl Auth {
-    /// The master key plus virtual keys from `store`.
-    pub fn new(master_key: String, store: Arc<dyn MetaStore>) -> Auth {
+    /// The master key plus the virtual keys of `accounts`.
+    pub fn new(master_key: String, accounts: Accounts) -> Auth {
         Auth {
             master_key: Some(master_key.into()),
-            store: Some(store),
+            accounts: Some(accounts),
             cache: Cache::builder()
                 .time_to_live(KEY_CACHE_TTL)
                 .max_capacity(100_000)
@@ -63,7 +63,7 @@ impl Auth {
     pub fn master_key(key: String) -> Auth {
         Auth {
             master_key: Some(key.into()),
-            store: None,
+            accounts: None,
             cache: Cache::new(1),
         }
     }
@@ -71,7 +71,7 @@ impl Auth {
     pub fn disabled() -> Auth {
         Auth {
             master_key: None,
-            store: None,
+            accounts: None,
             cache: Cache::new(1),
         }
     }
@@ -95,14 +95,15 @@ impl Auth {
             return Ok(Caller::master());
         }
         let wrong = || ApiError::unauthorized("Incorrect API key provided.");
-        let Some(store) = &self.store else {
+        let Some(accounts) = &self.accounts else {
             return Err(wrong());
         };
         let hash = key_hash(presented);
         if let Some(caller) = self.cache.get(&hash).await {
             return Ok(caller);
         }
-        let key = store
+        let key = accounts
+            .keys()
             .key_by_hash(&hash)
             .await
             .map_err(ApiError::from)?

@@ -29,13 +29,16 @@ pub async fn create(
 ) -> HttpResult<Json<Batch>> {
     // The input file's ID says where the batch runs; a forged or unknown
     // one is a bad parameter here, not a missing route.
-    let input = st.gw.route(Kind::File, &req.input_file_id).map_err(|_| {
-        ApiError::invalid_request(format!("No such file: '{}'.", req.input_file_id))
-            .with_param("input_file_id")
-            .with_code("file_not_found")
-    })?;
+    let input = st
+        .catalog
+        .route(Kind::File, &req.input_file_id)
+        .map_err(|_| {
+            ApiError::invalid_request(format!("No such file: '{}'.", req.input_file_id))
+                .with_param("input_file_id")
+                .with_code("file_not_found")
+        })?;
     crate::guard::check_model(&ctx.caller, &input.deployment.model_name)?;
-    crate::guard::check_budget(&st.gw, &ctx.caller).await?;
+    st.accounts.check_budget(&ctx.caller).await?;
     let provider = st.providers.for_deployment(&input.deployment)?;
     Ok(Json(provider.create_batch(&ctx, &input, req).await?))
 }
@@ -47,7 +50,7 @@ pub async fn retrieve(
     Ctx(ctx): Ctx,
     ApiPath(id): ApiPath,
 ) -> HttpResult<Response> {
-    let batch = st.gw.route(Kind::Batch, &id)?;
+    let batch = st.catalog.route(Kind::Batch, &id)?;
     let provider = st.providers.for_deployment(&batch.deployment)?;
     let batch = provider.retrieve_batch(&ctx, &batch).await?;
     let cost = batch
@@ -68,7 +71,7 @@ pub async fn cancel(
     Ctx(ctx): Ctx,
     ApiPath(id): ApiPath,
 ) -> HttpResult<Json<Batch>> {
-    let batch = st.gw.route(Kind::Batch, &id)?;
+    let batch = st.catalog.route(Kind::Batch, &id)?;
     let provider = st.providers.for_deployment(&batch.deployment)?;
     Ok(Json(provider.cancel_batch(&ctx, &batch).await?))
 }

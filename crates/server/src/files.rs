@@ -92,7 +92,7 @@ pub async fn list(
             let provider = st.providers.for_deployment(&deployment)?;
             provider.list_files(&ctx, &deployment, &query).await?
         }
-        None => st.catalog.list(&ctx, None, &query).await?,
+        None => st.files.list(&ctx, None, &query).await?,
     };
     Ok(Json(page))
 }
@@ -102,7 +102,7 @@ pub async fn retrieve(
     Ctx(ctx): Ctx,
     ApiPath(file_id): ApiPath,
 ) -> HttpResult<Json<FileObject>> {
-    let file = st.gw.route(Kind::File, &file_id)?;
+    let file = st.catalog.route(Kind::File, &file_id)?;
     let provider = st.providers.for_deployment(&file.deployment)?;
     Ok(Json(provider.retrieve_file(&ctx, &file).await?))
 }
@@ -112,7 +112,7 @@ pub async fn delete(
     Ctx(ctx): Ctx,
     ApiPath(file_id): ApiPath,
 ) -> HttpResult<Json<DeletedFile>> {
-    let file = st.gw.route(Kind::File, &file_id)?;
+    let file = st.catalog.route(Kind::File, &file_id)?;
     let provider = st.providers.for_deployment(&file.deployment)?;
     Ok(Json(provider.delete_file(&ctx, &file).await?))
 }
@@ -122,7 +122,7 @@ pub async fn content(
     Ctx(ctx): Ctx,
     ApiPath(file_id): ApiPath,
 ) -> HttpResult<Response> {
-    let file = st.gw.route(Kind::File, &file_id)?;
+    let file = st.catalog.route(Kind::File, &file_id)?;
     let provider = st.providers.for_deployment(&file.deployment)?;
     let content = provider.file_content(&ctx, &file).await?;
     let counted = content.body.inspect(|chunk| {

@@ -22,7 +22,7 @@ pub async fn liveliness() -> &'static str {
 /// full disk makes the gateway refuse uploads and stall batches, so it is
 /// reported here (code `storage_full`) for the load balancer and operator.
 pub async fn readiness(State(st): State<Arc<AppState>>) -> Response {
-    if let Err(e) = st.gw.store.ping().await {
+    if let Err(e) = st.catalog.ping().await {
         tracing::warn!(error = %e, "readiness: store unreachable");
         return HttpError(ApiError::unavailable("The store is unreachable.")).into_response();
     }
@@ -77,8 +77,8 @@ async fn probe_write(dir: &std::path::Path) -> std::io::Result<()> {
 /// it.
 pub async fn deployments(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> Json<Value> {
     let paused = st.batches.paused_deployments();
-    let now = st.gw.now();
-    let probes = st.gw.router.deployments().iter().map(|d| {
+    let now = st.catalog.now();
+    let probes = st.catalog.ids().router().deployments().iter().map(|d| {
         let since = paused.iter().find(|p| p.id == d.id).map(|p| p.since);
         let engine = &st.batches;
         async move {
@@ -93,7 +93,7 @@ pub async fn deployments(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> Json<V
     });
     let results = futures::future::join_all(probes).await;
     let (mut healthy, mut unhealthy) = (Vec::new(), Vec::new());
-    for (d, outcome) in st.gw.router.deployments().iter().zip(results) {
+    for (d, outcome) in st.catalog.ids().router().deployments().iter().zip(results) {
         let mut entry = json!({
             "model": d.model_name,
             "api_base": d.api_base,

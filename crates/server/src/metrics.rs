@@ -61,7 +61,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 
 /// `GET /metrics`.
 pub async fn render(State(st): State<Arc<AppState>>) -> Response {
-    match st.gw.store.batch_stats().await {
+    match st.catalog.batches().batch_stats().await {
         Ok(stats) => {
             for s in BatchStatus::ALL {
                 let n = stats

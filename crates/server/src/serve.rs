@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use axum::Router;
 use batchgate_config::ServerSettings;
-use batchgate_engine::{Gateway, LocalFiles};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -41,9 +40,10 @@ const RESERVED_FDS: u64 = 512;
 /// the loop does not spin while connections close.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves until `shutdown` completes, then drains connections. Also runs
-/// the sweeper that restarts budget periods and removes expired files.
-/// Pass [`shutdown_signal`] to stop on SIGINT/SIGTERM.
+/// Serves until `shutdown` completes, then drains connections. Pass
+/// [`shutdown_signal`] to stop on SIGINT/SIGTERM. Background work (expiry
+/// sweep, budget resets, batches) belongs to the gateway's components and
+/// is started with them ([`batchgate_engine::Assembly::start`]).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -51,10 +51,8 @@ pub async fn serve(
     settings: &ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_expired(state.catalog.clone(), state.gw.clone()));
     let app = router(state, auth);
     serve_connections(listener, app, settings, shutdown).await;
-    sweeper.abort();
     // The listener is closed and every connection has drained. The batch
     // engine's graceful stop runs beside this, started by the same signal
     // (the binary's `boot`), and is awaited there.
@@ -204,23 +202,6 @@ fn fit_to_open_files(wanted: usize) -> usize {
 #[cfg(not(unix))]
 fn fit_to_open_files(wanted: usize) -> usize {
     wanted
-}
-
-async fn sweep_expired(catalog: LocalFiles, gw: Gateway) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        match gw.store.reset_budgets(gw.now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(reset = n, "budget periods restarted"),
-            Err(e) => tracing::warn!(error = %e, "budget reset failed"),
-        }
-        match catalog.sweep_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "expired files removed"),
-            Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
-        }
-    }
 }
 
 /// Completes on SIGINT or SIGTERM: the usual `shutdown` for [`serve`].

@@ -55,8 +55,8 @@ async fn filter(st: &AdminState, p: &SpendParams) -> Result<SpendFilter, ApiErro
     let key_id = match (&p.key_id, &p.api_key) {
         (Some(id), _) => Some(id.clone()),
         (None, Some(key)) => Some(
-            st.gw
-                .store
+            st.accounts
+                .keys()
                 .key_by_hash(&key_hash(key))
                 .await?
                 .map(|k| k.key_id)
@@ -82,7 +82,7 @@ pub async fn logs(
     master_only(&ctx)?;
     let f = filter(&st, &p).await?;
     let limit = p.limit.unwrap_or(10_000).clamp(1, MAX_ROWS);
-    Ok(Json(st.gw.store.spend_logs(&f, limit).await?))
+    Ok(Json(st.accounts.spend().spend_logs(&f, limit).await?))
 }
 
 /// One group of the report.
@@ -121,7 +121,7 @@ pub async fn report(
         }
     };
     let f = filter(&st, &p).await?;
-    let rows = st.gw.store.spend_logs(&f, MAX_ROWS).await?;
+    let rows = st.accounts.spend().spend_logs(&f, MAX_ROWS).await?;
     let mut groups: BTreeMap<Option<String>, SpendGroup> = BTreeMap::new();
     for r in &rows {
         let key = pick(r);

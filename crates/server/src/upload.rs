@@ -206,7 +206,7 @@ struct Provisional {
 
 impl Provisional {
     fn of(st: &AppState, ctx: &RequestCtx, file: &FileObject) -> Result<Provisional, ApiError> {
-        let file = st.gw.route(batchgate_ids::Kind::File, &file.id)?;
+        let file = st.catalog.route(batchgate_ids::Kind::File, &file.id)?;
         Ok(Provisional {
             provider: st.providers.for_deployment(&file.deployment)?,
             ctx: ctx.clone(),

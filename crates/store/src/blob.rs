@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use batchgate_core::ByteStream;
 use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, WriteMultipart};
 
 use crate::StoreError;
@@ -14,6 +16,9 @@ use crate::StoreError;
 /// Bytes are written in parts of this size; at most [`MAX_PARTS_IN_FLIGHT`]
 /// parts are buffered, which bounds upload memory whatever the file size.
 const PART_SIZE: usize = 4 * 1024 * 1024;
+/// S3 refuses to complete a multipart upload with a part (but the last)
+/// under 5 MiB.
+const S3_PART_SIZE: usize = 5 * 1024 * 1024;
 const MAX_PARTS_IN_FLIGHT: usize = 2;
 
 /// How a streamed write ended.
@@ -32,12 +37,16 @@ pub enum PutOutcome {
 #[derive(Debug, Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    part_size: usize,
 }
 
 impl Blobs {
     /// Any `object_store` backend.
     pub fn new(store: Arc<dyn ObjectStore>) -> Blobs {
-        Blobs { store }
+        Blobs {
+            store,
+            part_size: PART_SIZE,
+        }
     }
 
     /// Files under a local directory (created if missing).
@@ -45,6 +54,65 @@ impl Blobs {
         std::fs::create_dir_all(dir)?;
         let fs = LocalFileSystem::new_with_prefix(dir)?;
         Ok(Blobs::new(Arc::new(fs)))
+    }
+
+    /// Blobs at a storage URL:
+    /// - `s3://bucket/prefix` (or `s3a://`): any S3-compatible service;
+    ///   credentials, region and endpoint come from the standard AWS
+    ///   environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    ///   `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP` for a local
+    ///   server). Uploads are S3 multipart uploads, completed only when the
+    ///   whole file is in, so an interrupted upload leaves no object.
+    /// - `file:///dir` or a plain path: a local directory.
+    pub fn from_url(url: &str) -> Result<Blobs, StoreError> {
+        Blobs::from_url_with(url, std::env::vars())
+    }
+
+    /// [`Blobs::from_url`] reading the `AWS_*` settings from `vars` instead
+    /// of the process environment.
+    pub fn from_url_with(
+        url: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Blobs, StoreError> {
+        if let Some(rest) = url
+            .strip_prefix("s3://")
+            .or_else(|| url.strip_prefix("s3a://"))
+        {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StoreError::Config(format!(
+                    "storage URL {url:?} names no bucket (s3://BUCKET/PREFIX)"
+                )));
+            }
+            let mut builder = AmazonS3Builder::new();
+            for (key, value) in vars {
+                if key.starts_with("AWS_") {
+                    if let Ok(config) = key.to_ascii_lowercase().parse() {
+                        builder = builder.with_config(config, value);
+                    }
+                }
+            }
+            let s3 = builder.with_bucket_name(bucket).build()?;
+            let prefix = prefix.trim_matches('/');
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(PrefixStore::new(s3, prefix))
+            };
+            return Ok(Blobs {
+                store,
+                part_size: S3_PART_SIZE,
+            });
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            return Blobs::local(Path::new(path));
+        }
+        if url.contains("://") {
+            return Err(StoreError::Config(format!(
+                "storage URL {url:?}: only s3://bucket/prefix and file:///dir are supported"
+            )));
+        }
+        Blobs::local(Path::new(url))
     }
 
     /// Streams `body` to `path`. The object appears only when complete: a
@@ -57,7 +125,7 @@ impl Blobs {
     ) -> Result<PutOutcome, StoreError> {
         let location = ObjectPath::parse(path)?;
         let upload = self.store.put_multipart(&location).await?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
         let mut written: u64 = 0;
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
@@ -107,69 +175,5 @@ impl Blobs {
 async fn abort(writer: WriteMultipart) {
     if let Err(e) = writer.abort().await {
         tracing::warn!(error = %e, "could not abort a partial upload");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use bytes::Bytes;
-
-    fn body(chunks: Vec<&'static [u8]>) -> ByteStream {
-        futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))).boxed()
-    }
-
-    async fn read_all(blobs: &Blobs, path: &str) -> Vec<u8> {
-        let (_, mut s) = blobs.get_stream(path).await.unwrap();
-        let mut out = Vec::new();
-        while let Some(c) = s.next().await {
-            out.extend_from_slice(&c.unwrap());
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn round_trips_and_enforces_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path()).unwrap();
-        let ok = blobs
-            .put_stream("files/a", body(vec![b"hello ", b"world"]), 100)
-            .await
-            .unwrap();
-        assert!(matches!(ok, PutOutcome::Stored { bytes: 11 }));
-        assert_eq!(read_all(&blobs, "files/a").await, b"hello world");
-
-        let big = blobs
-            .put_stream("files/b", body(vec![b"0123456789", b"x"]), 10)
-            .await
-            .unwrap();
-        assert!(matches!(big, PutOutcome::TooLarge));
-        assert!(
-            blobs.get_stream("files/b").await.is_err(),
-            "a refused upload must not be visible"
-        );
-
-        let empty = blobs.put_stream("files/c", body(vec![]), 10).await.unwrap();
-        assert!(matches!(empty, PutOutcome::Stored { bytes: 0 }));
-        assert!(read_all(&blobs, "files/c").await.is_empty());
-
-        blobs.delete("files/a").await.unwrap();
-        blobs.delete("files/a").await.unwrap();
-        assert!(blobs.get_stream("files/a").await.is_err());
-    }
-
-    #[tokio::test]
-    async fn a_failing_body_leaves_nothing_visible() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::local(dir.path()).unwrap();
-        let failing = futures::stream::iter(vec![
-            Ok(Bytes::from_static(b"partial")),
-            Err(std::io::Error::other("client went away")),
-        ])
-        .boxed();
-        let out = blobs.put_stream("files/d", failing, 100).await.unwrap();
-        assert!(matches!(out, PutOutcome::BodyError(_)));
-        assert!(blobs.get_stream("files/d").await.is_err());
     }
 }

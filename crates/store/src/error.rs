@@ -17,6 +17,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A storage setting that cannot work (e.g. an unsupported URL).
+    #[error("{0}")]
+    Config(String),
     /// A fenced write whose lease no longer holds the batch.
     #[error("lease lost: another runner holds the batch now")]
     LeaseLost,
@@ -47,6 +50,33 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the store could not be reached or was too busy to answer,
+    /// so the same call can succeed a little later: no free connection in
+    /// time, a connection lost or refused (a database server restarting or
+    /// unreachable), or a server refusing more connections, shutting down,
+    /// or aborting a transaction for a conflict (PostgreSQL's SQLSTATE
+    /// classes 08 and 57P, 53300, 40001, 40P01).
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(&*code, "53300" | "40001" | "40P01")
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// `ENOSPC` (28) or `EDQUOT` (122 on Linux).
 pub fn is_full_io(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull
@@ -66,11 +96,9 @@ impl From<StoreError> for ApiError {
             )
             .with_code("storage_full");
         }
-        match err {
-            StoreError::Database(sqlx::Error::PoolTimedOut) => {
-                ApiError::unavailable("The store is busy; retry shortly.")
-            }
-            _ => ApiError::internal("The gateway could not access its store."),
+        if err.is_unavailable() {
+            return ApiError::unavailable("The store is busy or unreachable; retry shortly.");
         }
+        ApiError::internal("The gateway could not access its store.")
     }
 }

@@ -1,10 +1,13 @@
 //! Where batchgate keeps things. Metadata goes through the [`MetaStore`] trait
-//! (SQLite via sqlx by default; the trait uses no SQLite-only semantics so a
-//! Postgres backend can implement it), bytes through [`Blobs`], a thin layer
-//! over `object_store` (local disk by default, S3 later). An upload becomes
-//! visible only once its bytes are complete and its row is committed.
+//! (SQLite via sqlx here, PostgreSQL in `batchgate-store-postgres`; both run
+//! the `conformance` suite of the `testing` feature), bytes through
+//! [`Blobs`], a thin layer over `object_store` (local disk by default, S3
+//! later). An upload becomes visible only once its bytes are complete and
+//! its row is committed.
 
 mod blob;
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod error;
 #[cfg(feature = "testing")]
 pub mod faulty;

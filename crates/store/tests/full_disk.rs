@@ -10,11 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
-
 use batchgate_core::ApiError;
+use batchgate_store::conformance::rows::{batch, file};
 use batchgate_store::{BatchStore, FileStore, LineResult, SqliteStore};
-use common::{batch, file};
 
 struct Tmpfs(PathBuf);
 

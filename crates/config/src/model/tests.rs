@@ -253,3 +253,44 @@ fn batch_settings_set_the_concurrency_defaults() {
         "{err}"
     );
 }
+
+#[test]
+fn database_url_comes_from_the_config_or_a_postgres_database_url() {
+    let pg = "postgres://gw@db:5432/batchgate";
+    let from = |yaml: &str, env_url: Option<&str>| {
+        let env = move |name: &str| {
+            (name == "DATABASE_URL")
+                .then(|| env_url.map(str::to_string))
+                .flatten()
+        };
+        Config::from_yaml(yaml, PROVIDERS, &env).map(|c| c.general.database_url)
+    };
+    assert_eq!(
+        from("", None).unwrap(),
+        None,
+        "the embedded store by default"
+    );
+    assert_eq!(from("", Some(pg)).unwrap().as_deref(), Some(pg));
+    let own = "general_settings:\n  database_url: postgresql://other/db\n";
+    assert_eq!(
+        from(own, Some(pg)).unwrap().as_deref(),
+        Some("postgresql://other/db"),
+        "the config wins"
+    );
+    assert_eq!(
+        from("", Some("sqlite:///tmp/x.db")).unwrap(),
+        None,
+        "a DATABASE_URL for something else is left alone"
+    );
+    let err = from("general_settings:\n  database_url: mysql://h/db\n", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("general_settings.database_url: must be a postgres://"),
+        "{err}"
+    );
+    assert_eq!(
+        from("general_settings:\n  database_url: ''\n", None).unwrap(),
+        None
+    );
+}

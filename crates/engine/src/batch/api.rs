@@ -152,6 +152,7 @@ impl Engine {
             .ok_or_else(|| ApiError::not_found("batch", &b.public_id))?;
         self.shared
             .gw
+            .catalog
             .check_visible(&rec.owner, &ctx.caller, "batch", &b.public_id)?;
         Ok(rec)
     }

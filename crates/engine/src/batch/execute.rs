@@ -354,5 +354,5 @@ async fn control(
 /// error counts as not: the next tick looks again).
 async fn over_budget(shared: &Shared, owner: &batchgate_store::Owner) -> bool {
     let (key, team) = (owner.key_id.as_deref(), owner.team_id.as_deref());
-    matches!(shared.gw.overspent(key, team).await, Ok(Some(_)))
+    matches!(shared.gw.accounts.overspent(key, team).await, Ok(Some(_)))
 }

@@ -22,7 +22,10 @@ use std::time::Duration;
 use batchgate_core::ApiError;
 use tokio::sync::Notify;
 
-use crate::{Gateway, LocalFiles};
+use batchgate_config::BatchSettings;
+
+use crate::gateway::Gateway;
+use crate::{Accounts, Catalog, LocalFiles};
 pub use limits::PausedDeployment;
 pub use upstream::{success_line, RetryPolicy};
 pub use upstreams::Upstreams;
@@ -37,32 +40,42 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for `gw`. `instance` names this process in leases: keep it
-    /// stable across restarts of one process (so it takes its own batches
-    /// back at once) and distinct between processes sharing a store.
-    /// `upstreams` reaches every configured deployment.
-    pub fn new(gw: Gateway, instance: String, upstreams: Upstreams) -> Result<Engine, ApiError> {
+    /// An engine over `catalog` (inputs, results, batch rows) charging
+    /// `accounts`. `instance` names this process in leases: keep it stable
+    /// across restarts of one process (so it takes its own batches back at
+    /// once) and distinct between processes sharing a store. `upstreams`
+    /// reaches every configured deployment.
+    pub fn new(
+        catalog: &Catalog,
+        accounts: &Accounts,
+        settings: Arc<BatchSettings>,
+        instance: String,
+        upstreams: Upstreams,
+    ) -> Result<Engine, ApiError> {
+        let gw = Gateway::new(catalog, accounts, settings);
         let policy = RetryPolicy {
             max_attempts: gw.batch.max_attempts,
             initial_backoff: Duration::from_millis(gw.batch.initial_backoff_ms),
             max_backoff: Duration::from_millis(gw.batch.max_backoff_ms),
         };
+        let router = gw.ids.router();
         let mut prices = std::collections::HashMap::new();
-        for (i, d) in gw.router.deployments().iter().enumerate() {
+        for (i, d) in router.deployments().iter().enumerate() {
             let p = batchgate_cost::Prices::from_model_info(&d.model_info)
                 .map_err(|e| ApiError::invalid_request(format!("model_list[{i}].{e}")))?;
             prices.insert(d.id.clone(), p);
         }
+        let limits = limits::Limits::new(
+            router,
+            &upstreams,
+            gw.batch.outage_threshold,
+            gw.clock.clone(),
+        )?;
         let shared = shared::Shared {
             prices,
             ended: moka::future::Cache::new(ENDED_CACHE),
-            files: LocalFiles::new(gw.clone()),
-            limits: limits::Limits::new(
-                &gw.router,
-                &upstreams,
-                gw.batch.outage_threshold,
-                gw.clock.clone(),
-            )?,
+            files: LocalFiles::new(catalog.clone()),
+            limits,
             upstreams,
             gw,
             policy,
@@ -79,8 +92,10 @@ impl Engine {
 
     /// Starts the supervisor that claims and runs batches (resuming any a
     /// previous process left unfinished).
-    pub fn start(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(supervisor::supervise(self.shared.clone()))
+    /// Dropping the handle stops it (use [`Engine::shutdown`] for a
+    /// graceful stop first).
+    pub fn start(&self) -> crate::Background {
+        crate::Background::spawn(supervisor::supervise(self.shared.clone()))
     }
 
     /// Stops gracefully: claims no more batches, sends no new lines, lets

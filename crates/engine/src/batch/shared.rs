@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 
 use super::limits::Limits;
 use super::upstream::RetryPolicy;
-use crate::{Gateway, LocalFiles};
+use crate::gateway::Gateway;
+use crate::LocalFiles;
 
 /// Longest single input line held in memory.
 pub const MAX_LINE_BYTES: usize = 32 * 1024 * 1024;
@@ -64,7 +65,8 @@ impl Shared {
     /// The deployment a batch's ID pins (still configured?).
     pub fn deployment_of(&self, rec: &BatchRecord) -> Option<Arc<Deployment>> {
         self.gw
-            .router
+            .ids
+            .router()
             .deployments()
             .iter()
             .find(|d| d.id == rec.deployment_id)

@@ -48,9 +48,10 @@ impl Forwarder {
             ApiError::bad_gateway(format!("The upstream's batch object is malformed: {e}"))
         })?;
         let upstream_id = std::mem::take(&mut batch.id);
-        let (public, key) = ids::encode(&self.gw, Kind::Batch, d, &upstream_id)?;
+        let (public, key) = ids::encode(&self.catalog, Kind::Batch, d, &upstream_id)?;
         batch.id = public;
-        let (input_public, input_key) = ids::encode(&self.gw, Kind::File, d, &batch.input_file_id)?;
+        let (input_public, input_key) =
+            ids::encode(&self.catalog, Kind::File, d, &batch.input_file_id)?;
         batch.input_file_id = input_public;
         batch.model = Some(d.model_name.clone());
         for slot in [&mut batch.output_file_id, &mut batch.error_file_id] {
@@ -67,8 +68,8 @@ impl Forwarder {
             output_expires_seconds: None,
             owner,
         };
-        self.gw
-            .store
+        self.catalog
+            .batches()
             .upsert_forwarded_batch(&record)
             .await
             .map_err(store_err)?;
@@ -85,10 +86,10 @@ impl Forwarder {
         upstream_id: &str,
         owner: Owner,
     ) -> Result<String, ApiError> {
-        let (public, key) = ids::encode(&self.gw, Kind::File, d, upstream_id)?;
+        let (public, key) = ids::encode(&self.catalog, Kind::File, d, upstream_id)?;
         if self
-            .gw
-            .store
+            .catalog
+            .files()
             .get_file(&key, i64::MIN)
             .await
             .map_err(store_err)?
@@ -112,13 +113,13 @@ impl Forwarder {
         b: &ObjectRef,
     ) -> Result<BatchRecord, ApiError> {
         let row = self
-            .gw
-            .store
+            .catalog
+            .batches()
             .get_batch(&b.local_key)
             .await
             .map_err(store_err)?
             .ok_or_else(|| Self::not_found("batch", &b.public_id))?;
-        self.gw
+        self.catalog
             .check_visible(&row.owner, &ctx.caller, "batch", &b.public_id)?;
         Ok(row)
     }
@@ -179,7 +180,7 @@ impl Forwarder {
         let mut data = Vec::new();
         for item in body["data"].as_array().cloned().unwrap_or_default() {
             let batch = self.adopt_batch(ctx, d, item, Owner::default()).await?;
-            let routed = self.gw.route(Kind::Batch, &batch.id)?;
+            let routed = self.catalog.route(Kind::Batch, &batch.id)?;
             if self.visible_batch(ctx, &routed).await.is_ok() {
                 data.push(batch);
             }

@@ -55,7 +55,7 @@ impl Forwarder {
             ApiError::bad_gateway(format!("The upstream's file object is malformed: {e}"))
         })?;
         let upstream_id = std::mem::take(&mut object.id);
-        let (public, key) = ids::encode(&self.gw, Kind::File, d, &upstream_id)?;
+        let (public, key) = ids::encode(&self.catalog, Kind::File, d, &upstream_id)?;
         object.id = public;
         self.ensure_file_row(d, &key, &object, &upstream_id, owner)
             .await?;
@@ -71,8 +71,8 @@ impl Forwarder {
         owner: Owner,
     ) -> Result<(), ApiError> {
         if self
-            .gw
-            .store
+            .catalog
+            .files()
             .get_file(key, i64::MIN)
             .await
             .map_err(store_err)?
@@ -90,7 +90,7 @@ impl Forwarder {
             owner,
         };
         // A concurrent adopter may have won the race; its row is as good.
-        if let Err(e) = self.gw.store.insert_file(&record).await {
+        if let Err(e) = self.catalog.files().insert_file(&record).await {
             tracing::debug!(error = %e, "catalog row for a forwarded file already exists");
         }
         Ok(())
@@ -103,13 +103,13 @@ impl Forwarder {
         f: &ObjectRef,
     ) -> Result<FileRecord, ApiError> {
         let row = self
-            .gw
-            .store
+            .catalog
+            .files()
             .get_file(&f.local_key, i64::MIN)
             .await
             .map_err(store_err)?
             .ok_or_else(|| Self::not_found("file", &f.public_id))?;
-        self.gw
+        self.catalog
             .check_visible(&row.owner, &ctx.caller, "file", &f.public_id)?;
         Ok(row)
     }
@@ -176,8 +176,8 @@ impl Forwarder {
         self.json(req, "file", &f.public_id).await?;
         // The upstream deleted it; an `InUse` or `Missing` row changes
         // nothing for the caller.
-        self.gw
-            .store
+        self.catalog
+            .files()
             .delete_file(&f.local_key)
             .await
             .map_err(store_err)?;
@@ -213,7 +213,7 @@ impl Forwarder {
         let mut data = Vec::new();
         for item in body["data"].as_array().cloned().unwrap_or_default() {
             let object = self.adopt_file(d, item, Owner::default()).await?;
-            let routed = self.gw.route(Kind::File, &object.id)?;
+            let routed = self.catalog.route(Kind::File, &object.id)?;
             if self.visible_file(ctx, &routed).await.is_ok() {
                 data.push(object);
             }
@@ -231,21 +231,21 @@ impl Forwarder {
         kind: Kind,
         public_id: &str,
     ) -> Result<Option<String>, ApiError> {
-        let Ok(routed) = self.gw.route(kind, public_id) else {
+        let Ok(routed) = self.catalog.route(kind, public_id) else {
             return Ok(None);
         };
         let caller = &ctx.caller;
         let row = match kind {
             Kind::File => self
-                .gw
-                .store
+                .catalog
+                .files()
                 .get_file(&routed.local_key, i64::MIN)
                 .await
                 .map_err(store_err)?
                 .map(|r| (r.owner, r.upstream_id)),
             Kind::Batch => self
-                .gw
-                .store
+                .catalog
+                .batches()
                 .get_batch(&routed.local_key)
                 .await
                 .map_err(store_err)?

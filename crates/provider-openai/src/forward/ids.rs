@@ -2,7 +2,7 @@
 
 use batchgate_config::Router;
 use batchgate_core::{ApiError, Deployment};
-use batchgate_engine::Gateway;
+use batchgate_engine::Catalog;
 use batchgate_ids::{IdError, Inner, Kind, RoutedId};
 use sha2::{Digest, Sha256};
 
@@ -12,14 +12,14 @@ use sha2::{Digest, Sha256};
 /// same upstream object always gets the same gateway ID) and the store's
 /// row maps it back.
 pub fn encode(
-    gw: &Gateway,
+    catalog: &Catalog,
     kind: Kind,
     deployment: &Deployment,
     upstream_id: &str,
 ) -> Result<(String, String), ApiError> {
     let tag = Router::tag_of(deployment);
     let inline = RoutedId::new(kind, tag, Inner::Upstream(upstream_id.to_string()));
-    let id = match gw.codec.encode(&inline) {
+    let id = match catalog.ids().encode(&inline) {
         Ok(public) => return Ok((public, inline.local_key())),
         Err(IdError::TooLong) => {
             let digest = Sha256::digest(
@@ -37,8 +37,8 @@ pub fn encode(
             )));
         }
     };
-    let public = gw
-        .codec
+    let public = catalog
+        .ids()
         .encode(&id)
         .map_err(|_| ApiError::internal("could not encode an id"))?;
     Ok((public, id.local_key()))

@@ -10,20 +10,20 @@ mod ids;
 mod rewrite;
 
 use batchgate_core::{ApiError, Deployment, ErrorBody, RequestCtx};
-use batchgate_engine::Gateway;
+use batchgate_engine::Catalog;
 use batchgate_store::{Owner, StoreError};
 use serde_json::Value;
 
 /// Talks to upstream Files/Batch APIs.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    gw: Gateway,
+    catalog: Catalog,
     http: reqwest::Client,
 }
 
 impl Forwarder {
-    pub fn new(gw: Gateway, http: reqwest::Client) -> Forwarder {
-        Forwarder { gw, http }
+    pub fn new(catalog: Catalog, http: reqwest::Client) -> Forwarder {
+        Forwarder { catalog, http }
     }
 
     fn request(

@@ -140,7 +140,7 @@ pub(super) async fn settle(
     let deployment = st.resolve_model(model)?;
     crate::guard::check_model(&ctx.caller, &deployment.model_name)?;
     if purpose == FilePurpose::Batch {
-        crate::guard::check_budget(&st.gw, &ctx.caller).await?;
+        st.accounts.check_budget(&ctx.caller).await?;
     }
     let expires_after = form.expires_after()?;
     Ok(Settled {

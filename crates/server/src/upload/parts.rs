@@ -107,8 +107,8 @@ pub(super) async fn read_all(
         }
         let filename = file_name(field.file_name())?;
         let model = explicit_model.clone().or_else(|| form.model.clone());
-        let ready =
-            form.purpose.is_some() && (model.is_some() || st.gw.router.sole_model().is_some());
+        let ready = form.purpose.is_some()
+            && (model.is_some() || st.catalog.ids().router().sole_model().is_some());
         // Only one file part gets here, so `start` is still there.
         slot = match (ready, start.take()) {
             (true, Some(start)) => {
@@ -221,14 +221,14 @@ async fn spool(
         .reopen()
         .map_err(|e| internal("open spool file", e))?;
     let mut out = tokio::fs::File::from_std(std_file);
-    let limit = st.gw.general.max_file_bytes();
+    let limit = st.catalog.general().max_file_bytes();
     let mut written: u64 = 0;
     while let Some(chunk) = field.chunk().await.map_err(bad_multipart)? {
         written = written.saturating_add(chunk.len() as u64);
         if written > limit {
             return Err(ApiError::too_large(format!(
                 "File is larger than the limit of {} MB.",
-                st.gw.general.max_file_size_mb
+                st.catalog.general().max_file_size_mb
             ))
             .with_param("file"));
         }

@@ -1,8 +1,6 @@
 //! The embedded default: SQLite in WAL mode through sqlx.
 
 mod batches;
-#[cfg(test)]
-mod cursor_tests;
 mod files;
 mod keys;
 mod spend;

@@ -1,8 +1,8 @@
-//! Rows the store tests write.
-#![allow(dead_code)]
+//! Rows the store tests write (the conformance suite, and backend tests
+//! of their own).
 
+use crate::{BatchRecord, FileRecord, KeyRecord, LineCharge, LineResult, LineUsage, Owner};
 use batchgate_core::{Batch, BatchStatus, FileObject, FilePurpose, RequestCounts};
-use batchgate_store::{BatchRecord, FileRecord, Owner};
 
 pub fn file(key: &str) -> FileRecord {
     FileRecord {
@@ -49,5 +49,45 @@ pub fn batch(key: &str, input_key: &str) -> BatchRecord {
         upstream_id: None,
         output_expires_seconds: None,
         owner: Owner::default(),
+    }
+}
+
+/// A key of `team` with no budget and no spend.
+pub fn key(id: &str, team: Option<&str>) -> KeyRecord {
+    KeyRecord {
+        key_id: id.into(),
+        key_hash: format!("hash-{id}"),
+        key_alias: None,
+        team_id: team.map(str::to_string),
+        models: vec![],
+        max_budget: None,
+        budget_duration: None,
+        budget_seconds: None,
+        budget_reset_at: None,
+        spend: rust_decimal::Decimal::ZERO,
+        metadata: serde_json::json!({}),
+        created_at: 1,
+    }
+}
+
+/// A successful line that used 10 input and 5 output tokens and costs
+/// 0.01 + 0.02.
+pub fn charged(line_no: u64) -> LineResult {
+    LineResult {
+        line_no,
+        custom_id: format!("c{line_no}"),
+        ok: true,
+        line: format!("{{\"custom_id\":\"c{line_no}\"}}"),
+        usage: Some(LineUsage {
+            input_tokens: 10,
+            cached_tokens: 0,
+            output_tokens: 5,
+            reasoning_tokens: 0,
+        }),
+        charge: Some(LineCharge {
+            input: rust_decimal::Decimal::new(1, 2),
+            output: rust_decimal::Decimal::new(2, 2),
+            priced: true,
+        }),
     }
 }
