@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-mock-vllm", &[]),
     ("batchgate-cli", &[]),
     ("batchgate-console", &[]),
+    ("batchgate-concurrency", &[]),
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core", "batchgate-cost"]),
     (
@@ -28,6 +29,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "batchgate-engine",
         &[
+            "batchgate-concurrency",
             "batchgate-core",
             "batchgate-ids",
             "batchgate-config",

@@ -14,6 +14,8 @@ use tokio::runtime::Runtime;
 use crate::api::Api;
 use crate::procs::{build_release, has, Proc};
 
+mod adaptive;
+
 const KEY: &str = "sk-bench";
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +29,13 @@ pub struct Args {
     /// Seconds of the retrieve load (b).
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Run only the adaptive-concurrency comparison (capacities 8, 64 and
+    /// 512 against a fixed 64; an interactive client's p99 during a batch).
+    #[arg(long)]
+    adaptive: bool,
+    /// Lines of each batch of the adaptive comparison.
+    #[arg(long, default_value_t = 5_000)]
+    adaptive_lines: usize,
 }
 
 struct Row {
@@ -40,6 +49,11 @@ pub fn run(args: Args) -> Result<()> {
     let work = std::env::temp_dir().join(format!("batchgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let rt = tokio::runtime::Runtime::new()?;
+    if args.adaptive {
+        let result = adaptive::run(&bin, &work, &rt, args.adaptive_lines);
+        let _ = std::fs::remove_dir_all(&work);
+        return result;
+    }
     let mut rows = Vec::new();
 
     // (e) idle, (a) uploads, (b) retrieves, (d) throughput: one gateway,
@@ -184,8 +198,11 @@ fn start_gateway(
     concurrency: usize,
 ) -> Result<(Proc, String)> {
     std::fs::create_dir_all(dir)?;
+    // These rows measure the engine at a given concurrency against a mock
+    // without a capacity: a fixed limit, so the ramp of the adaptive one
+    // (measured by `--adaptive`) is not in their figures.
     let config = format!(
-        "model_list:\n- model_name: bench-model\n  litellm_params:\n    model: hosted_vllm/meta-llama/Llama-2-7b-chat-hf\n    api_base: {upstream}\n    max_parallel_requests: {concurrency}\n    batch_api: gateway\ngeneral_settings:\n  master_key: {KEY}\n  max_file_size_mb: 1024\nbatch_settings:\n  max_lines: 1000000\n  max_input_mb: 1024\n"
+        "model_list:\n- model_name: bench-model\n  litellm_params:\n    model: hosted_vllm/meta-llama/Llama-2-7b-chat-hf\n    api_base: {upstream}\n    max_parallel_requests: {concurrency}\n    adaptive_concurrency: false\n    batch_api: gateway\ngeneral_settings:\n  master_key: {KEY}\n  max_file_size_mb: 1024\nbatch_settings:\n  max_lines: 1000000\n  max_input_mb: 1024\n"
     );
     std::fs::write(dir.join("config.yaml"), config)?;
     Proc::start(

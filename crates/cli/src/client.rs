@@ -93,6 +93,15 @@ impl Client {
             .await
     }
 
+    /// `GET path` as text (e.g. `/metrics`).
+    pub async fn get_text(&self, path: &str) -> Result<String> {
+        let rb = self.request(Method::GET, path).timeout(CALL_TIMEOUT);
+        let resp = self.send(path, rb).await?;
+        resp.text()
+            .await
+            .map_err(|e| CliError::transport(self.url(path), &e))
+    }
+
     /// `POST path` with a JSON body, parsed as JSON.
     pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
         self.json(path, self.request(Method::POST, path).json(body))

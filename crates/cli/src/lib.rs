@@ -19,6 +19,7 @@ pub mod files;
 pub mod output;
 pub mod progress;
 pub mod submit;
+pub mod upstream;
 pub mod wait;
 
 use std::ffi::OsString;

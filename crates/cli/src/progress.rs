@@ -1,7 +1,9 @@
 //! Progress of a batch being waited for: a live indicatif bar on a terminal,
 //! or one plain line per change otherwise (`--progress plain`, or stderr not
 //! a terminal), e.g.
-//! `batch_…: in_progress 120/1000 done, 3 failed, 85.2 lines/s, ETA 10s`.
+//! `batch_…: in_progress 120/1000 done, 3 failed, 85.2 lines/s, ETA 10s,
+//! upstream limit 64, queue 0` (the last part from the gateway's adaptive
+//! concurrency gauges, when it exports them).
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -12,6 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use crate::output::{count, short_duration};
+use crate::upstream::Upstream;
 
 /// How progress is shown (`--progress`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -66,6 +69,7 @@ pub struct Progress {
     last: Option<Snapshot>,
     samples: VecDeque<(Instant, u64)>,
     started: Instant,
+    upstream: Option<Upstream>,
 }
 
 impl Progress {
@@ -83,6 +87,7 @@ impl Progress {
             last: None,
             samples: VecDeque::new(),
             started: Instant::now(),
+            upstream: None,
         };
         progress.resume();
         progress
@@ -107,6 +112,12 @@ impl Progress {
             }
             self.last = Some(snap);
         }
+    }
+
+    /// How the gateway drives the batch's servers now (shown from the next
+    /// update on, while the batch runs).
+    pub fn set_upstream(&mut self, upstream: Option<Upstream>) {
+        self.upstream = upstream;
     }
 
     /// Ends the display; prints the final line (also under a live bar).
@@ -167,23 +178,25 @@ impl Progress {
     /// `in_progress, 3 failed, 85.2 lines/s, ETA 10s` (the bar's message).
     fn detail(&self, snap: &Snapshot) -> String {
         format!(
-            "{}, {} failed{}",
+            "{}, {} failed{}{}",
             snap.status,
             snap.failed,
-            self.speed(snap)
+            self.speed(snap),
+            self.upstream(snap, true)
         )
     }
 
     /// The plain line for `snap`.
     fn line(&self, snap: &Snapshot) -> String {
         format!(
-            "{}: {} {}/{} done, {} failed{}",
+            "{}: {} {}/{} done, {} failed{}{}",
             self.id,
             snap.status,
             snap.done(),
             snap.total,
             snap.failed,
-            self.speed(snap)
+            self.speed(snap),
+            self.upstream(snap, false)
         )
     }
 
@@ -206,6 +219,16 @@ impl Progress {
         }
         out
     }
+
+    /// What the gateway's gauges say while the batch runs: all of it on a
+    /// plain line, the limit alone in the bar's narrower message.
+    fn upstream(&self, snap: &Snapshot, short: bool) -> String {
+        match &self.upstream {
+            Some(u) if snap.status == "in_progress" && short => format!(", limit {:.0}", u.limit),
+            Some(u) if snap.status == "in_progress" => u.suffix(),
+            _ => String::new(),
+        }
+    }
 }
 
 impl Drop for Progress {
@@ -213,5 +236,35 @@ impl Drop for Progress {
     /// clean line.
     fn drop(&mut self) {
         self.pause();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_gauges_show_while_the_batch_runs() {
+        let mut p = Progress::new("batch_x", ProgressMode::Plain);
+        let snap = |status: &str| Snapshot {
+            status: status.into(),
+            completed: 3,
+            failed: 0,
+            total: 10,
+        };
+        p.set_upstream(Some(Upstream {
+            limit: 48.0,
+            queue: 1.0,
+            per_second: 20.0,
+        }));
+        let running = p.line(&snap("in_progress"));
+        assert!(
+            running.ends_with(", upstream limit 48, queue 1"),
+            "{running}"
+        );
+        assert!(p.detail(&snap("in_progress")).ends_with(", limit 48"));
+        assert!(!p.line(&snap("finalizing")).contains("limit"));
+        p.set_upstream(None);
+        assert!(!p.line(&snap("in_progress")).contains("limit"));
     }
 }

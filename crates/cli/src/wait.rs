@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::progress::Progress;
+use crate::upstream::Upstream;
 
 /// How long polls may keep failing transiently (a gateway restart, a proxy
 /// hiccup) before waiting gives up with the error.
@@ -120,6 +121,7 @@ pub async fn wait(
                     progress.finish(&batch);
                     return Ok(Outcome::Ended(batch));
                 }
+                progress.set_upstream(upstream_of(client, &batch).await);
                 progress.update(&batch);
                 poll_now = false;
             }
@@ -143,6 +145,14 @@ pub async fn wait(
             },
         }
     }
+}
+
+/// The gateway's concurrency gauges for the batch's model; `None` when it
+/// cannot say (no model, no such gauges, `/metrics` not answering).
+async fn upstream_of(client: &Client, batch: &Value) -> Option<Upstream> {
+    let model = batch["model"].as_str()?;
+    let text = client.get_text("/metrics").await.ok()?;
+    Upstream::of_model(&text, model)
 }
 
 /// Whether a failed poll may succeed if simply repeated.

@@ -82,6 +82,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if raw.batch_settings.default_max_parallel_requests == Some(0) {
+            return Err(ConfigError::invalid(
+                "batch_settings.default_max_parallel_requests",
+                "must be at least 1",
+            ));
+        }
         if raw.batch_settings.outage_threshold == 0 {
             return Err(ConfigError::invalid(
                 "batch_settings.outage_threshold",
@@ -173,9 +179,18 @@ fn deployment(
         params.api_key.take(),
         env,
     )?;
+    let adaptive_concurrency = params
+        .adaptive_concurrency
+        .unwrap_or(batch.adaptive_concurrency);
+    let unset = if adaptive_concurrency {
+        BatchSettings::ADAPTIVE_CEILING
+    } else {
+        BatchSettings::FIXED_PARALLEL_REQUESTS
+    };
     let max_parallel_requests = params
         .max_parallel_requests
-        .unwrap_or(batch.default_max_parallel_requests);
+        .or(batch.default_max_parallel_requests)
+        .unwrap_or(unset);
     if max_parallel_requests == 0 {
         return Err(ConfigError::invalid(
             at("litellm_params.max_parallel_requests"),
@@ -202,6 +217,8 @@ fn deployment(
         api_base,
         api_key,
         max_parallel_requests,
+        adaptive_concurrency,
+        batch_priority: params.batch_priority,
         timeout: Duration::from_secs_f64(timeout),
         batch_api: params.batch_api.unwrap_or_default(),
         endpoints,

@@ -37,6 +37,10 @@ pub(crate) struct RawParams {
     pub api_key: Option<String>,
     #[serde(default)]
     pub max_parallel_requests: Option<usize>,
+    #[serde(default)]
+    pub adaptive_concurrency: Option<bool>,
+    #[serde(default)]
+    pub batch_priority: Option<i64>,
     /// Seconds.
     #[serde(default)]
     pub timeout: Option<f64>,

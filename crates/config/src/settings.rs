@@ -114,8 +114,13 @@ pub struct BatchSettings {
     /// Seconds a claimed batch stays leased to one gateway instance without
     /// a heartbeat before another may take it over.
     pub lease_seconds: u64,
-    /// Default `max_parallel_requests` of a deployment.
-    pub default_max_parallel_requests: usize,
+    /// Default `max_parallel_requests` of a deployment: its fixed limit
+    /// (64 when unset) or, with adaptive concurrency, its ceiling
+    /// ([`BatchSettings::ADAPTIVE_CEILING`] when unset).
+    pub default_max_parallel_requests: Option<usize>,
+    /// Whether deployments size their concurrency to the server by default
+    /// (`litellm_params.adaptive_concurrency` overrides it per deployment).
+    pub adaptive_concurrency: bool,
     /// Default per-request timeout in seconds.
     pub default_timeout_seconds: f64,
     /// What a running batch does once its key or team is over budget.
@@ -150,7 +155,8 @@ impl Default for BatchSettings {
             completion_windows: vec!["24h".to_string()],
             max_reported_errors: 1000,
             lease_seconds: 30,
-            default_max_parallel_requests: 64,
+            default_max_parallel_requests: None,
+            adaptive_concurrency: true,
             default_timeout_seconds: 600.0,
             on_budget_exceeded: BudgetPolicy::Stop,
         }
@@ -158,6 +164,13 @@ impl Default for BatchSettings {
 }
 
 impl BatchSettings {
+    /// The fixed limit of a deployment that sets none, without adaptive
+    /// concurrency.
+    pub const FIXED_PARALLEL_REQUESTS: usize = 64;
+    /// The ceiling of an adaptive deployment that sets none: above what one
+    /// vLLM server runs at once on any current GPU.
+    pub const ADAPTIVE_CEILING: usize = 1024;
+
     pub fn max_input_bytes(&self) -> u64 {
         self.max_input_mb.saturating_mul(1_000_000)
     }

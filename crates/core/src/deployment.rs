@@ -34,8 +34,16 @@ pub struct Deployment {
     /// Base URL without a trailing `/v1` or `/`.
     pub api_base: String,
     pub api_key: Option<String>,
-    /// Upper bound on concurrent requests the gateway sends this deployment.
+    /// Upper bound on concurrent requests the gateway sends this deployment:
+    /// the ceiling of the adaptive limit, or the fixed limit.
     pub max_parallel_requests: usize,
+    /// Whether the engine sizes its concurrency to the server (up to
+    /// `max_parallel_requests`) instead of using `max_parallel_requests`.
+    pub adaptive_concurrency: bool,
+    /// The `priority` sent with every batch line to this deployment (for
+    /// servers that schedule by it, e.g. vLLM's `--scheduling-policy
+    /// priority`, where lower runs first); `None` sends none.
+    pub batch_priority: Option<i64>,
     /// Per-request timeout towards the upstream.
     pub timeout: Duration,
     pub batch_api: BatchApiMode,

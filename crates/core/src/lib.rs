@@ -37,4 +37,4 @@ pub use list::{ListOrder, ListPage, ListQuery};
 pub use provider::{
     BatchApi, ByteStream, Caller, FileApi, FileContent, ObjectRef, Provider, RequestCtx, Upload,
 };
-pub use upstream::{Reply, TokenUsage, Upstream};
+pub use upstream::{Reply, ServerLoad, TokenUsage, Upstream};

@@ -1,6 +1,6 @@
 //! The seam between the batch engine and one upstream server: how one
-//! request line reaches it, how its usage is read, whether it is up, and
-//! whether it has its own batch API. The engine owns everything generic —
+//! request line reaches it, how its usage is read, whether it is up, how
+//! loaded it says it is, and whether it has its own batch API. The engine owns everything generic —
 //! retries, outage pauses, journaling, pricing — and names no server;
 //! provider crates implement this trait (an OpenAI-compatible HTTP client
 //! covers vLLM, SGLang, TGI, llama.cpp, Ollama, …).
@@ -67,6 +67,19 @@ impl TokenUsage {
     }
 }
 
+/// What a server reports of its own load (for vLLM, its Prometheus
+/// gauges), summed over its engines. Adaptive concurrency reads it where
+/// a server exports it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ServerLoad {
+    /// Requests in its running batch.
+    pub running: f64,
+    /// Requests waiting for a place in the batch.
+    pub waiting: f64,
+    /// Fraction of its KV cache in use (0 to 1), if it says.
+    pub kv_cache_usage: Option<f64>,
+}
+
 /// One upstream server (one deployment's `api_base`), as the engine sees
 /// it. The defaults are OpenAI's conventions; an implementation overrides
 /// what its server does differently.
@@ -87,6 +100,13 @@ pub trait Upstream: Send + Sync + fmt::Debug {
     /// batches may be forwarded to it (`batch_api: auto`).
     async fn has_batch_api(&self) -> bool {
         false
+    }
+
+    /// The server's own load figures, read now; `None` when it exports
+    /// none or they could not be read. The engine then sizes its
+    /// concurrency from latency alone.
+    async fn load(&self) -> Option<ServerLoad> {
+        None
     }
 
     /// The tokens a successful answer on `endpoint` used.

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use batchgate_mock_vllm::{Faults, MockConfig, DEFAULT_MODEL};
+use batchgate_mock_vllm::{Faults, MockConfig, SchedulingPolicy, DEFAULT_MODEL, DEFAULT_SLOWDOWN};
 use clap::Parser;
 
 /// A stand-in for `vllm serve` with latency and fault injection.
@@ -46,6 +46,25 @@ pub struct Cli {
     /// Seed for the fault RNG.
     #[arg(long)]
     seed: Option<u64>,
+    /// Sequences run at once (continuous batching); more requests wait and
+    /// show in `vllm:num_requests_waiting`. Unbounded when not given.
+    #[arg(long)]
+    capacity: Option<usize>,
+    /// How waiting requests are ordered: `fcfs`, or `priority` (the
+    /// request field `priority`, lower first), like vLLM's flag.
+    #[arg(long, value_enum, default_value = "fcfs")]
+    scheduling_policy: Policy,
+    /// With `--capacity`: how much longer a request takes in a full batch
+    /// (0.2 = 20%), growing linearly with the number running.
+    #[arg(long, default_value_t = DEFAULT_SLOWDOWN)]
+    slowdown: f64,
+}
+
+/// `--scheduling-policy`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Policy {
+    Fcfs,
+    Priority,
 }
 
 impl Cli {
@@ -63,6 +82,12 @@ impl Cli {
                 fail_first_n: self.fail_first_n,
             },
             seed: self.seed,
+            capacity: self.capacity,
+            scheduling: match self.scheduling_policy {
+                Policy::Fcfs => SchedulingPolicy::Fcfs,
+                Policy::Priority => SchedulingPolicy::Priority,
+            },
+            slowdown: self.slowdown,
         }
     }
 }

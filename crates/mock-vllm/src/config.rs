@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::scheduler::SchedulingPolicy;
+
 /// The model served when [`MockConfig::default`] is used.
 pub const DEFAULT_MODEL: &str = "meta-llama/Llama-2-7b-chat-hf";
 
@@ -36,7 +38,23 @@ pub struct MockConfig {
     /// Seed for the fault RNG, for reproducible fault sequences. `None` seeds
     /// from the OS.
     pub seed: Option<u64>,
+    /// Sequences that run at once, as vLLM's continuous batching allows
+    /// (its `--max-num-seqs`, or what its KV cache holds): more requests
+    /// wait, in the order of `scheduling`, and show in
+    /// `vllm:num_requests_waiting`. `None` (the default) runs every request
+    /// at once for exactly `latency`, as before capacities existed.
+    pub capacity: Option<usize>,
+    /// How waiting requests are ordered (vLLM's `--scheduling-policy`).
+    pub scheduling: SchedulingPolicy,
+    /// With a capacity, how much longer a request runs when the batch is
+    /// full: it takes `latency × (1 + slowdown × running / capacity)`,
+    /// `running` counted when it starts (default 0.2).
+    pub slowdown: f64,
 }
+
+/// The default [`MockConfig::slowdown`]: a request in a full batch takes
+/// 20% longer than one running alone.
+pub const DEFAULT_SLOWDOWN: f64 = 0.2;
 
 impl Default for MockConfig {
     fn default() -> Self {
@@ -46,6 +64,9 @@ impl Default for MockConfig {
             latency: Duration::ZERO,
             faults: Faults::default(),
             seed: None,
+            capacity: None,
+            scheduling: SchedulingPolicy::Fcfs,
+            slowdown: DEFAULT_SLOWDOWN,
         }
     }
 }

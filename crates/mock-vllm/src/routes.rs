@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::config::Faults;
+use crate::metrics;
+use crate::scheduler::SchedulingPolicy;
 use crate::state::{AppState, Fault};
 use crate::usage::{self, body_digest, raw_digest};
 use crate::{responses, responses_api};
@@ -86,8 +88,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/version",
             get(|| async { Json(json!({"version": "mock"})) }),
         )
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::render))
         .route("/mock/stats", get(mock_stats))
+        .route("/mock/load", get(mock_load))
         .route("/mock/reset", post(mock_reset))
         .route("/mock/faults", get(mock_get_faults).post(mock_set_faults))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"}))) })
@@ -101,8 +104,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// One inference request: count, authenticate, inject faults, wait the
-/// configured latency, validate, answer.
+/// One inference request: count, authenticate, inject faults, wait for a
+/// seat in the batch and run for the latency, validate, answer.
 async fn infer(state: Arc<AppState>, ep: Endpoint, headers: HeaderMap, raw: Bytes) -> Response {
     state.with_stats(|s| s.record_received(ep.path()));
     if !state.authorized(&headers) {
@@ -120,8 +123,14 @@ async fn infer(state: Arc<AppState>, ep: Endpoint, headers: HeaderMap, raw: Byte
     if fault == Fault::Hang {
         return std::future::pending::<Response>().await;
     }
-    if !state.latency.is_zero() {
-        tokio::time::sleep(state.latency).await;
+    // vLLM checks the priority before scheduling anything.
+    let priority = match priority_of(parsed.as_ref().ok(), state.scheduler.policy()) {
+        Ok(p) => p,
+        Err(message) => return responses::bad_request(&message),
+    };
+    let (_seat, runs_for) = state.scheduler.admit(priority).await;
+    if !runs_for.is_zero() {
+        tokio::time::sleep(runs_for).await;
     }
     match fault {
         Fault::Drop => {
@@ -174,6 +183,23 @@ async fn infer(state: Arc<AppState>, ep: Endpoint, headers: HeaderMap, raw: Byte
         }
         Err(message) => responses::bad_request(&message),
     }
+}
+
+/// The request's `priority` (default 0), refused as vLLM refuses it: not an
+/// integer, or not 0 while the server does not schedule by priority.
+fn priority_of(body: Option<&Value>, policy: SchedulingPolicy) -> Result<i64, String> {
+    let priority = match body.and_then(|b| b.get("priority")) {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_i64()
+            .ok_or_else(|| format!("`priority` must be an integer, got {v}."))?,
+    };
+    if priority != 0 && policy != SchedulingPolicy::Priority {
+        return Err(format!(
+            "Got priority {priority} but Priority scheduling is not enabled."
+        ));
+    }
+    Ok(priority)
 }
 
 /// Validates the sampling fields shared by chat and completions.
@@ -273,76 +299,9 @@ async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
-/// Escapes a Prometheus label value.
-fn label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// `GET /metrics`: a few vLLM-named series plus the mock's own counter.
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let stats = state.stats();
-    let model = label(state.models.first().map(String::as_str).unwrap_or(""));
-    let mut out = String::new();
-    let mut series = |name: &str, kind: &str, help: &str, value: u64, labelled: bool| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        if labelled {
-            out.push_str(&format!("{name}{{model_name=\"{model}\"}} {value}\n"));
-        } else {
-            out.push_str(&format!("{name} {value}\n"));
-        }
-    };
-    series(
-        "vllm:num_requests_running",
-        "gauge",
-        "Number of requests currently running.",
-        state.in_flight(),
-        true,
-    );
-    series(
-        "vllm:num_requests_waiting",
-        "gauge",
-        "Number of requests waiting to be processed.",
-        0,
-        true,
-    );
-    series(
-        "vllm:request_success_total",
-        "counter",
-        "Count of successfully processed requests.",
-        stats.succeeded,
-        true,
-    );
-    series(
-        "vllm:prompt_tokens_total",
-        "counter",
-        "Number of prefill tokens processed.",
-        stats.prompt_tokens,
-        true,
-    );
-    series(
-        "vllm:generation_tokens_total",
-        "counter",
-        "Number of generation tokens processed.",
-        stats.completion_tokens,
-        true,
-    );
-    series(
-        "mock_vllm_requests_total",
-        "counter",
-        "Inference requests received by mock-vllm.",
-        stats.requests,
-        false,
-    );
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
+/// `GET /mock/load`: the batch model's time-averaged figures.
+async fn mock_load(State(state): State<Arc<AppState>>) -> Response {
+    Json(state.scheduler.load()).into_response()
 }
 
 /// `GET /mock/stats`.

@@ -22,6 +22,7 @@ use tower::ServiceExt as _;
 
 use crate::config::{Faults, MockConfig};
 use crate::routes::{self, DropConnection};
+use crate::scheduler::LoadStats;
 use crate::state::AppState;
 use crate::stats::MockStats;
 
@@ -99,6 +100,12 @@ impl MockHandle {
     /// A snapshot of the counters (same data as `GET /mock/stats`).
     pub fn stats(&self) -> MockStats {
         self.state.stats()
+    }
+
+    /// The batch model's figures since start or the last reset (same data
+    /// as `GET /mock/load`).
+    pub fn load(&self) -> LoadStats {
+        self.state.scheduler.load()
     }
 
     /// Zeroes the counters, including the `fail_first_n` attempt counts, and

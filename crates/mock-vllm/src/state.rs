@@ -1,14 +1,14 @@
 //! Shared server state: configuration, counters, fault RNG and fault choice.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::http::{header, HeaderMap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{Faults, MockConfig};
+use crate::scheduler::Scheduler;
 use crate::stats::MockStats;
 
 /// What to do with one inference request, as decided by the fault injector.
@@ -31,12 +31,13 @@ pub(crate) enum Fault {
 pub(crate) struct AppState {
     pub(crate) models: Vec<String>,
     api_key: Option<String>,
-    pub(crate) latency: Duration,
     seed: Option<u64>,
     faults: Mutex<Faults>,
     rng: Mutex<StdRng>,
     stats: Mutex<MockStats>,
     in_flight: AtomicU64,
+    /// Who runs and who waits.
+    pub(crate) scheduler: Arc<Scheduler>,
 }
 
 /// Locks a mutex, recovering the data if a previous holder panicked.
@@ -53,15 +54,16 @@ fn new_rng(seed: Option<u64>) -> StdRng {
 
 impl AppState {
     pub(crate) fn new(cfg: MockConfig) -> Self {
+        let scheduler = Scheduler::new(cfg.capacity, cfg.scheduling, cfg.latency, cfg.slowdown);
         Self {
             models: cfg.models,
             api_key: cfg.api_key,
-            latency: cfg.latency,
             seed: cfg.seed,
             faults: Mutex::new(cfg.faults.sanitized()),
             rng: Mutex::new(new_rng(cfg.seed)),
             stats: Mutex::new(MockStats::default()),
             in_flight: AtomicU64::new(0),
+            scheduler: Arc::new(scheduler),
         }
     }
 
@@ -87,10 +89,12 @@ impl AppState {
         lock(&self.stats).clone()
     }
 
-    /// Zeroes the counters (and so the `fail_first_n` attempt counts), and
-    /// re-seeds the fault RNG when a seed was configured.
+    /// Zeroes the counters (and so the `fail_first_n` attempt counts),
+    /// starts a new load window, and re-seeds the fault RNG when a seed was
+    /// configured.
     pub(crate) fn reset(&self) {
         *lock(&self.stats) = MockStats::default();
+        self.scheduler.reset();
         if self.seed.is_some() {
             *lock(&self.rng) = new_rng(self.seed);
         }

@@ -195,14 +195,19 @@ async fn models_health_metrics() {
         .await
         .unwrap();
     assert!(
-        text.contains("vllm:request_success_total{model_name=\"a/model\"} 1"),
+        text.contains("vllm:request_success_total{model_name=\"a/model\",engine=\"0\"} 1"),
         "{text}"
     );
     assert!(
-        text.contains("vllm:prompt_tokens_total{model_name=\"a/model\"} 2"),
+        text.contains("vllm:prompt_tokens_total{model_name=\"a/model\",engine=\"0\"} 2"),
         "{text}"
     );
     assert!(text.contains("# TYPE vllm:num_requests_running gauge"));
+    // Without a capacity nothing ever waits.
+    assert!(
+        text.contains("vllm:num_requests_waiting{model_name=\"a/model\",engine=\"0\"} 0\n"),
+        "{text}"
+    );
 
     let resp = client.get(format!("{base}/nope")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);

@@ -21,12 +21,12 @@ use std::sync::Arc;
 
 use batchgate_core::{Deployment, Provider, Upstream};
 use batchgate_engine::{Catalog, Engine};
-use batchgate_upstream_openai::OpenAiUpstream;
+use batchgate_upstream_openai::{LoadProbe, OpenAiUpstream};
 
 pub use provider::OpenAiCompatProvider;
 
 /// What sets one OpenAI-compatible server apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Flavor {
     /// The prefix of `litellm_params.model`, e.g. `hosted_vllm`.
     pub name: &'static str,
@@ -34,6 +34,9 @@ pub struct Flavor {
     pub system: &'static str,
     /// The route probed for liveness, relative to `api_base`.
     pub health_path: &'static str,
+    /// Where and how the server reports its load, if it does: adaptive
+    /// concurrency reads it, and falls back to latency without it.
+    pub load_probe: Option<LoadProbe>,
 }
 
 /// LiteLLM's `openai/` provider: any OpenAI-compatible `api_base`, probed
@@ -42,17 +45,14 @@ pub const OPENAI: Flavor = Flavor {
     name: "openai",
     system: "openai",
     health_path: "/v1/models",
+    load_probe: None,
 };
 
 impl Flavor {
     /// How the engine reaches deployment `d` of this flavor.
     pub fn upstream(&self, http: &reqwest::Client, d: &Arc<Deployment>) -> Arc<dyn Upstream> {
-        Arc::new(OpenAiUpstream::new(
-            http.clone(),
-            d.clone(),
-            self.system,
-            self.health_path,
-        ))
+        let upstream = OpenAiUpstream::new(http.clone(), d.clone(), self.system, self.health_path);
+        Arc::new(upstream.with_load_probe(self.load_probe))
     }
 
     /// The Files and Batch APIs of this flavor's deployments.

@@ -7,12 +7,15 @@
 //!
 //! All of that is the generic OpenAI-compatible provider
 //! ([`batchgate_provider_openai`]); what is vLLM's own is its [`FLAVOR`]:
-//! the name, the `gen_ai.system` it reports and its `/health` route.
+//! the name, the `gen_ai.system` it reports, its `/health` route, and its
+//! Prometheus gauges at `/metrics` (requests running and waiting, KV-cache
+//! use), which size the engine's adaptive concurrency ([`metrics`]).
 //!
 //! [`Embedded`] runs it as a library straight against a vLLM server — the
 //! Rust counterpart of the seed's Python SDK example.
 
 mod embedded;
+pub mod metrics;
 mod upstream;
 
 use batchgate_engine::Assembly;
@@ -21,11 +24,13 @@ use batchgate_provider_openai::{Flavor, OpenAiCompatProvider};
 pub use embedded::Embedded;
 pub use upstream::{assemble, upstream};
 
-/// vLLM: `hosted_vllm/<served model>`, probed on vLLM's `GET /health`.
+/// vLLM: `hosted_vllm/<served model>`, probed on vLLM's `GET /health`,
+/// its load read from `GET /metrics`.
 pub const FLAVOR: Flavor = Flavor {
     name: "hosted_vllm",
     system: "vllm",
     health_path: "/health",
+    load_probe: Some(metrics::LOAD_PROBE),
 };
 
 /// The provider name, as written in `litellm_params.model`.

@@ -1,18 +1,35 @@
 //! [`OpenAiUpstream`]: the [`Upstream`] of any server that speaks OpenAI's
 //! HTTP API — `POST {api_base}/v1/<endpoint>` with a bearer key, errors in
 //! OpenAI's envelope, `usage` in OpenAI's shape. Providers compose it with
-//! what their server does differently (its health route, its name).
+//! what their server does differently (its health route, its name, where
+//! and how it reports its load).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use batchgate_core::{Deployment, Reply, Upstream};
+use batchgate_core::{Deployment, Reply, ServerLoad, Upstream};
 use serde_json::{Map, Value};
 
 /// A health probe slower than this (or than the deployment's timeout)
 /// counts as no answer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A load scrape slower than this counts as no answer: the engine decides
+/// its concurrency four times a second and would rather use latency than
+/// wait.
+const LOAD_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Where a server reports its load and how to read it: a provider's
+/// knowledge of its server's metrics (vLLM: Prometheus text at `/metrics`).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadProbe {
+    /// The route, relative to `api_base`.
+    pub path: &'static str,
+    /// Reads the body of a 2xx answer; the second argument is the served
+    /// model name. `None` when the figures are not there.
+    pub parse: fn(&str, &str) -> Option<ServerLoad>,
+}
 
 /// An HTTP client fit for batch traffic: many idle connections kept per
 /// server (a batch keeps hundreds of requests in flight), a bounded connect.
@@ -30,6 +47,7 @@ pub struct OpenAiUpstream {
     deployment: Arc<Deployment>,
     system: &'static str,
     health_path: &'static str,
+    load_probe: Option<LoadProbe>,
 }
 
 impl OpenAiUpstream {
@@ -47,7 +65,15 @@ impl OpenAiUpstream {
             deployment,
             system,
             health_path,
+            load_probe: None,
         }
+    }
+
+    /// Reads the server's load with `probe` (without one, [`Upstream::load`]
+    /// is `None`).
+    pub fn with_load_probe(mut self, probe: Option<LoadProbe>) -> OpenAiUpstream {
+        self.load_probe = probe;
+        self
     }
 
     fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -118,6 +144,19 @@ impl Upstream for OpenAiUpstream {
             }
             _ => false,
         }
+    }
+
+    async fn load(&self) -> Option<ServerLoad> {
+        let probe = self.load_probe?;
+        let d = &self.deployment;
+        let url = format!("{}{}", d.api_base, probe.path);
+        let req = self.http.get(url).timeout(LOAD_TIMEOUT.min(d.timeout));
+        let response = self.authorized(req).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let text = response.text().await.ok()?;
+        (probe.parse)(&text, &d.served_model)
     }
 
     /// Any answer below 500 counts as up, so a server without the probed

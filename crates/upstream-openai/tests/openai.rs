@@ -19,6 +19,8 @@ fn deployment(api_base: &str, api_key: Option<&str>) -> Arc<Deployment> {
         api_base: api_base.into(),
         api_key: api_key.map(str::to_string),
         max_parallel_requests: 4,
+        adaptive_concurrency: false,
+        batch_priority: None,
         timeout: Duration::from_secs(5),
         batch_api: BatchApiMode::Gateway,
         endpoints: vec!["/v1/chat/completions".into()],

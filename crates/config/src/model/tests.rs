@@ -204,6 +204,57 @@ fn server_settings_default_and_are_range_checked() {
 }
 
 #[test]
+fn concurrency_is_adaptive_by_default_and_max_parallel_requests_caps_it() {
+    let cfg = parse(
+        "model_list:\n- model_name: a\n  litellm_params: {model: hosted_vllm/x, api_base: 'http://a'}\n- model_name: b\n  litellm_params: {model: hosted_vllm/x, api_base: 'http://b', max_parallel_requests: 32, batch_priority: 10}\n- model_name: c\n  litellm_params: {model: hosted_vllm/x, api_base: 'http://c', adaptive_concurrency: false}\n",
+    )
+    .unwrap();
+    let [a, b, c] = &cfg.deployments[..] else {
+        panic!("three deployments");
+    };
+    assert!(a.adaptive_concurrency && b.adaptive_concurrency);
+    assert_eq!(a.max_parallel_requests, BatchSettings::ADAPTIVE_CEILING);
+    assert_eq!(a.batch_priority, None);
+    assert_eq!((b.max_parallel_requests, b.batch_priority), (32, Some(10)));
+    assert!(!c.adaptive_concurrency);
+    assert_eq!(c.max_parallel_requests, 64);
+    // Neither key leaks into the params passed on.
+    assert!(b.extra_params.is_empty(), "{:?}", b.extra_params);
+}
+
+#[test]
+fn batch_settings_set_the_concurrency_defaults() {
+    let cfg = parse(
+        "model_list:\n- model_name: a\n  litellm_params: {model: hosted_vllm/x, api_base: 'http://a'}\n- model_name: b\n  litellm_params: {model: hosted_vllm/x, api_base: 'http://b', adaptive_concurrency: true}\nbatch_settings: {adaptive_concurrency: false, default_max_parallel_requests: 8}\n",
+    )
+    .unwrap();
+    let [a, b] = &cfg.deployments[..] else {
+        panic!("two deployments");
+    };
+    assert_eq!(
+        (a.adaptive_concurrency, a.max_parallel_requests),
+        (false, 8)
+    );
+    assert_eq!((b.adaptive_concurrency, b.max_parallel_requests), (true, 8));
+    let err = parse("batch_settings: {default_max_parallel_requests: 0}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("batch_settings.default_max_parallel_requests"),
+        "{err}"
+    );
+    let err = parse(
+        "model_list:\n- model_name: a\n  litellm_params: {model: hosted_vllm/x, api_base: 'http://a', batch_priority: low}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("model_list[0].litellm_params.batch_priority"),
+        "{err}"
+    );
+}
+
+#[test]
 fn database_url_comes_from_the_config_or_a_postgres_database_url() {
     let pg = "postgres://gw@db:5432/batchgate";
     let from = |yaml: &str, env_url: Option<&str>| {

@@ -24,6 +24,8 @@ pub(crate) fn deployment(id: &str, api_base: &str) -> Arc<Deployment> {
         api_base: api_base.into(),
         api_key: None,
         max_parallel_requests: 4,
+        adaptive_concurrency: false,
+        batch_priority: None,
         timeout: Duration::from_secs(30),
         batch_api: BatchApiMode::Gateway,
         endpoints: vec!["/v1/chat/completions".into()],

@@ -1,16 +1,21 @@
-//! Concurrency towards upstreams: at most `max_parallel_requests` per
-//! deployment, shared by every batch, spread over those of a model's
-//! replicas that are not paused by an outage (see [`super::breaker`]).
+//! Concurrency towards upstreams: per deployment, the limit its
+//! [`Pacer`] finds (adaptive, up to `max_parallel_requests`) or
+//! `max_parallel_requests` itself, shared by every batch, spread over those
+//! of a model's replicas that are not paused by an outage (see
+//! [`super::breaker`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use batchgate_config::Router;
 use batchgate_core::{ApiError, Deployment, Upstream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
+use tokio::time::{Instant, MissedTickBehavior};
 
+use super::adaptive::{Pacer, TICK};
 use super::breaker::{Breaker, UpstreamProbe};
+use super::gate::{Gate, Pass};
 use super::Upstreams;
 use crate::Clock;
 
@@ -22,9 +27,12 @@ pub struct Slot {
     pub upstream: Arc<dyn Upstream>,
     /// The outage state of `deployment`, for the line's attempts to report to.
     pub breaker: Arc<Breaker>,
+    /// The adaptive limit of `deployment`, for the line's attempts to
+    /// report their latency to.
+    pub pacer: Arc<Pacer>,
     group: Arc<Group>,
-    _group: OwnedSemaphorePermit,
-    _replica: OwnedSemaphorePermit,
+    _group: Pass,
+    _replica: Pass,
 }
 
 impl Slot {
@@ -52,23 +60,30 @@ pub struct PausedDeployment {
 struct Replica {
     deployment: Arc<Deployment>,
     upstream: Arc<dyn Upstream>,
-    slots: Arc<Semaphore>,
+    slots: Arc<Gate>,
     breaker: Arc<Breaker>,
+    pacer: Arc<Pacer>,
 }
 
 #[derive(Debug)]
 struct Group {
     /// Sum of the replicas' limits: while none is paused, holding one of
     /// these guarantees that some replica has a free slot. It also keeps
-    /// waiters in order (the semaphore is fair).
-    total: Arc<Semaphore>,
+    /// waiters in order (the gate is fair).
+    total: Arc<Gate>,
     replicas: Vec<Replica>,
     next: AtomicUsize,
     /// Notified by the replicas' breakers when one resumes.
     resumed: Arc<Notify>,
+    /// Acquirers waiting for a slot.
+    waiting: AtomicUsize,
+    /// Whether the task adapting the limits runs (started by the first
+    /// acquire: it needs a runtime, which building the engine does not).
+    adapting: AtomicBool,
 }
 
-/// Semaphores and outage breakers for every model group of the router.
+/// Slots (sized by each replica's [`Pacer`]) and outage breakers for every
+/// model group of the router.
 #[derive(Debug, Default)]
 pub struct Limits {
     groups: HashMap<String, Arc<Group>>,
@@ -92,10 +107,12 @@ impl Limits {
                     ApiError::internal(format!("no upstream for deployment {}", d.id))
                 })?;
                 let probe = Arc::new(UpstreamProbe(upstream.clone()));
+                let pacer = Pacer::new(d.clone(), upstream.clone());
                 replicas.push(Replica {
                     deployment: d.clone(),
+                    slots: Gate::new(pacer.limit()),
+                    pacer,
                     upstream,
-                    slots: Arc::new(Semaphore::new(d.max_parallel_requests)),
                     breaker: Breaker::new(
                         d.clone(),
                         outage_threshold,
@@ -105,15 +122,14 @@ impl Limits {
                     ),
                 });
             }
-            let sum = replicas
-                .iter()
-                .map(|r| r.deployment.max_parallel_requests)
-                .sum();
+            let sum = replicas.iter().map(|r| r.slots.size()).sum();
             let group = Group {
-                total: Arc::new(Semaphore::new(sum)),
+                total: Gate::new(sum),
                 replicas,
                 next: AtomicUsize::new(0),
                 resumed,
+                waiting: AtomicUsize::new(0),
+                adapting: AtomicBool::new(false),
             };
             groups.insert(name.clone(), Arc::new(group));
         }
@@ -152,11 +168,7 @@ impl Limits {
             .groups
             .values()
             .flat_map(|g| &g.replicas)
-            .map(|r| {
-                let max = r.deployment.max_parallel_requests;
-                let taken = max.saturating_sub(r.slots.available_permits());
-                (r.deployment.id.clone(), taken)
-            })
+            .map(|r| (r.deployment.id.clone(), r.slots.in_use()))
             .collect();
         out.sort();
         out
@@ -168,7 +180,15 @@ impl Group {
         if self.replicas.is_empty() {
             return None;
         }
-        let total = self.total.clone().acquire_owned().await.ok()?;
+        if !self.adapting.swap(true, Ordering::Relaxed) {
+            tokio::spawn(adapt(Arc::downgrade(&self)));
+        }
+        let _waiting = Waiting::count(&self.waiting);
+        self.clone().wait_for_slot().await
+    }
+
+    async fn wait_for_slot(self: Arc<Self>) -> Option<Slot> {
+        let total = self.total.clone().acquire().await?;
         loop {
             // Registered before looking, so a resume in between is not missed.
             let resumed = self.resumed.notified();
@@ -176,8 +196,8 @@ impl Group {
             resumed.as_mut().enable();
             let up = self.up_in_turn();
             for r in &up {
-                if let Ok(permit) = r.slots.clone().try_acquire_owned() {
-                    return Some(self.slot(r, total, permit));
+                if let Some(pass) = r.slots.try_acquire() {
+                    return Some(self.slot(r, total, pass));
                 }
             }
             if up.is_empty() {
@@ -186,16 +206,15 @@ impl Group {
             }
             // Every replica that is up is full: a paused replica's share of
             // `total` let us through. Wait for the first free slot.
-            let free = futures::future::select_all(
-                up.iter().map(|r| Box::pin(r.slots.clone().acquire_owned())),
-            );
+            let free =
+                futures::future::select_all(up.iter().map(|r| Box::pin(r.slots.clone().acquire())));
             tokio::select! {
                 () = &mut resumed => {}
-                (permit, i, _) = free => {
+                (pass, i, _) = free => {
                     let r = up[i];
                     // It may have paused while we waited for it.
-                    if let (Ok(permit), true) = (permit, r.breaker.dispatchable()) {
-                        return Some(self.slot(r, total, permit));
+                    if let (Some(pass), true) = (pass, r.breaker.dispatchable()) {
+                        return Some(self.slot(r, total, pass));
                     }
                 }
             }
@@ -212,19 +231,71 @@ impl Group {
             .collect()
     }
 
-    fn slot(
-        self: &Arc<Self>,
-        r: &Replica,
-        total: OwnedSemaphorePermit,
-        permit: OwnedSemaphorePermit,
-    ) -> Slot {
+    fn slot(self: &Arc<Self>, r: &Replica, total: Pass, pass: Pass) -> Slot {
         Slot {
             deployment: r.deployment.clone(),
             upstream: r.upstream.clone(),
             breaker: r.breaker.clone(),
+            pacer: r.pacer.clone(),
             group: self.clone(),
             _group: total,
-            _replica: permit,
+            _replica: pass,
         }
+    }
+
+    fn idle(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) == 0 && self.total.in_use() == 0
+    }
+
+    /// One decision for every replica that dispatches (a paused one keeps
+    /// its limit: its server says nothing meanwhile), then the group's
+    /// total follows the sum.
+    async fn tick(&self, now: std::time::Duration) {
+        let group_full = self.total.take_saturated();
+        let ticks = self.replicas.iter().map(|r| async move {
+            let saturated = r.slots.take_saturated() || group_full;
+            if r.breaker.dispatchable() {
+                r.slots.resize(r.pacer.tick(now, saturated).await);
+            }
+        });
+        futures::future::join_all(ticks).await;
+        self.total
+            .resize(self.replicas.iter().map(|r| r.slots.size()).sum());
+    }
+}
+
+/// Counts an acquirer as waiting until dropped (also when its wait is
+/// abandoned).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(n: &'a AtomicUsize) -> Waiting<'a> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Adapts a group's limits every [`TICK`] while it has work; ends once the
+/// engine (and so the group) is gone.
+async fn adapt(group: Weak<Group>) {
+    let origin = Instant::now();
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(g) = group.upgrade() else {
+            return;
+        };
+        if g.idle() {
+            g.replicas.iter().for_each(|r| r.pacer.idle());
+            continue;
+        }
+        g.tick(origin.elapsed()).await;
     }
 }

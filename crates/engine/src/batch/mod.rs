@@ -2,10 +2,12 @@
 //! OpenAI-compatible upstream, journaled so a crash loses and repeats
 //! nothing but the lines in flight.
 
+mod adaptive;
 mod api;
 mod breaker;
 mod execute;
 mod finalize;
+mod gate;
 mod journal;
 mod limits;
 mod retry;

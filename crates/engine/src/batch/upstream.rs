@@ -146,16 +146,27 @@ async fn attempt(
         "model".into(),
         Value::String(deployment.served_model.clone()),
     );
+    // The operator's priority for batch work on this deployment replaces
+    // any the line carries: batches yield to interactive traffic.
+    if let Some(p) = deployment.batch_priority {
+        body.insert("priority".into(), Value::from(p));
+    }
     let dep = deployment.id.clone();
     let t = Instant::now();
     metrics::gauge!("batchgate_upstream_in_flight", "deployment" => dep.clone()).increment(1.0);
     let span = attempt_span(deployment, slot.upstream.system(), endpoint, line_no, n);
+    let sending = slot.pacer.start();
     let reply = slot
         .upstream
         .send(endpoint, body)
         .instrument(span.clone())
         .await;
     let outcome = classify(reply);
+    if let Attempt::Success { .. } = outcome {
+        sending.answered();
+    } else {
+        drop(sending);
+    }
     record_attempt(&span, &outcome, |b: &Value| {
         slot.upstream.usage(endpoint, b)
     });
