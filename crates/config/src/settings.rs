@@ -112,6 +112,9 @@ pub struct BatchSettings {
     /// Seconds a claimed batch stays leased to one gateway instance without
     /// a heartbeat before another may take it over.
     pub lease_seconds: u64,
+    /// Lines per chunk: the unit in which gateway instances sharing a
+    /// store share a batch (each takes chunks of any running batch).
+    pub chunk_lines: u64,
     /// Default `max_parallel_requests` of a deployment.
     pub default_max_parallel_requests: usize,
     /// Default per-request timeout in seconds.
@@ -147,6 +150,7 @@ impl Default for BatchSettings {
             completion_windows: vec!["24h".to_string()],
             max_reported_errors: 1000,
             lease_seconds: 30,
+            chunk_lines: 500,
             default_max_parallel_requests: 64,
             default_timeout_seconds: 600.0,
             on_budget_exceeded: BudgetPolicy::Stop,

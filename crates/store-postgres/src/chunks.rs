@@ -49,6 +49,7 @@ impl ChunkStore for PostgresStore {
         owner: &str,
         now: i64,
         until: i64,
+        per_batch: u64,
     ) -> Result<Option<(BatchRecord, Chunk, Lease)>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let row: Option<ChunkRow> = sqlx::query_as(
@@ -57,12 +58,15 @@ impl ChunkStore for PostgresStore {
                JOIN batches b ON b.key = c.batch_key \
                WHERE b.status = 'in_progress' AND NOT c.done \
                AND (c.lease_owner IS NULL OR c.lease_until < $3) \
+               AND (SELECT COUNT(*) FROM batch_chunks o WHERE o.batch_key = c.batch_key \
+                    AND o.lease_owner = $1 AND o.lease_until >= $3 AND NOT o.done) < $4 \
                ORDER BY b.seq, c.chunk_no LIMIT 1 FOR UPDATE OF c SKIP LOCKED) \
              RETURNING batch_key, chunk_no, first_line, end_line, byte_offset, lease_epoch",
         )
         .bind(owner)
         .bind(until)
         .bind(now)
+        .bind(int(per_batch))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {

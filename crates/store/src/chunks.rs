@@ -51,14 +51,18 @@ pub trait ChunkStore: Send + Sync {
     async fn plan_chunks(&self, lease: &Lease, chunks: &[Chunk]) -> Result<(), StoreError>;
 
     /// Leases to `owner` until `until` one chunk that is not done, of an
-    /// `in_progress` batch, whose lease is free or ran out before `now`,
-    /// with a new epoch; durable once returned, exclusive across
-    /// instances (SQLite: one writer; Postgres: `FOR UPDATE SKIP LOCKED`).
+    /// `in_progress` batch of which `owner` holds fewer than `per_batch`
+    /// chunks, whose lease is free or ran out before `now`, with a new
+    /// epoch; durable once returned, exclusive across instances (SQLite:
+    /// one writer; Postgres: `FOR UPDATE SKIP LOCKED`). The `per_batch`
+    /// bound is what spreads one batch over every instance, and lets one
+    /// instance run several batches at once.
     async fn claim_chunk(
         &self,
         owner: &str,
         now: i64,
         until: i64,
+        per_batch: u64,
     ) -> Result<Option<(BatchRecord, Chunk, Lease)>, StoreError>;
 
     /// Extends a held chunk lease; `false` if it no longer holds the chunk.

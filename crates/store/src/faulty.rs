@@ -24,6 +24,8 @@ pub struct Faults {
     pub transitions: AtomicU32,
     /// Claims that returned a batch, ever.
     pub claims_granted: AtomicU64,
+    /// Claims that returned a chunk, ever.
+    pub chunk_claims_granted: AtomicU64,
 }
 
 impl Faults {
@@ -205,11 +207,18 @@ impl ChunkStore for FaultyStore {
         owner: &str,
         now: i64,
         until: i64,
+        per_batch: u64,
     ) -> Result<Option<(BatchRecord, Chunk, Lease)>, StoreError> {
         if Faults::take(&self.faults.claims) {
             return Err(disk_full());
         }
-        self.inner.claim_chunk(owner, now, until).await
+        let claim = self.inner.claim_chunk(owner, now, until, per_batch).await?;
+        if claim.is_some() {
+            self.faults
+                .chunk_claims_granted
+                .fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(claim)
     }
     async fn renew_chunk(&self, lease: &Lease, until: i64) -> Result<bool, StoreError> {
         if Faults::take(&self.faults.renewals) {

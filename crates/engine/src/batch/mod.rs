@@ -4,10 +4,13 @@
 
 mod api;
 mod breaker;
+mod chunk;
+mod coordinate;
 mod execute;
 mod finalize;
 mod journal;
 mod limits;
+mod plan;
 mod runner;
 mod shared;
 mod supervisor;
@@ -80,6 +83,7 @@ impl Engine {
             instance,
             wake: Notify::new(),
             running: supervisor::Running::default(),
+            chunks: supervisor::Running::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             runner_ended: Notify::new(),
         };
@@ -109,7 +113,7 @@ impl Engine {
         let all_ended = async {
             loop {
                 let ended = shared.runner_ended.notified();
-                if shared.running.is_empty() {
+                if shared.running.is_empty() && shared.chunks.is_empty() {
                     return;
                 }
                 ended.await;

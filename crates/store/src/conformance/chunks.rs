@@ -55,14 +55,14 @@ pub async fn chunks_are_planned_once_and_claimed_only_while_running(b: &Backend)
     let p = store.chunk_progress("b1", 1).await.unwrap();
     assert_eq!((p.total, p.done, p.leased), (3, 0, 0), "{name}: {p:?}");
     assert!(
-        store.claim_chunk("x", 1, 100).await.unwrap().is_none(),
+        store.claim_chunk("x", 1, 100, 99).await.unwrap().is_none(),
         "{name}: a validating batch's chunks wait"
     );
     let t = Transition::new(&[BatchStatus::Validating], BatchStatus::InProgress, 2)
         .with_total(30)
         .fenced(&lease);
     store.transition("b1", &t).await.unwrap().unwrap();
-    let (rec, chunk, cl) = store.claim_chunk("x", 1, 100).await.unwrap().unwrap();
+    let (rec, chunk, cl) = store.claim_chunk("x", 1, 100, 99).await.unwrap().unwrap();
     assert_eq!(rec.key, "b1", "{name}");
     assert_eq!(rec.batch.status, BatchStatus::InProgress, "{name}");
     assert_eq!(chunk, plan(3)[0], "{name}: oldest batch, first chunk first");
@@ -97,7 +97,7 @@ pub async fn instances_race_for_chunks(b: &Backend) {
         async move {
             let mut won = Vec::new();
             while let Some((_, chunk, lease)) = store
-                .claim_chunk(&format!("inst-{i}"), 100, 200)
+                .claim_chunk(&format!("inst-{i}"), 100, 200, 99)
                 .await
                 .unwrap()
             {
@@ -128,22 +128,47 @@ pub async fn instances_race_for_chunks(b: &Backend) {
     assert_eq!((p.total, p.done, p.leased), (8, 0, 8), "{name}: {p:?}");
 }
 
+/// An instance takes at most `per_batch` chunks of one batch, leaving the
+/// rest to the others, and then goes on to the next batch.
+pub async fn an_instance_takes_a_bounded_share_of_each_batch(b: &Backend) {
+    let (name, store) = (b.name, &b.store);
+    running(b, "b1", "holder", 4).await;
+    running(b, "b2", "holder", 4).await;
+    let mut got = Vec::new();
+    while let Some((rec, chunk, _)) = store.claim_chunk("a", 100, 200, 2).await.unwrap() {
+        got.push((rec.key, chunk.number));
+    }
+    let want = [("b1", 0), ("b1", 1), ("b2", 0), ("b2", 1)].map(|(k, n)| (k.to_string(), n));
+    assert_eq!(got, want, "{name}");
+    let (rec, chunk, lease) = store.claim_chunk("b", 100, 200, 2).await.unwrap().unwrap();
+    assert_eq!((rec.key.as_str(), chunk.number), ("b1", 2), "{name}");
+    // A finished chunk no longer counts against its owner's share.
+    store.finish_chunk(&lease).await.unwrap();
+    store.claim_chunk("b", 100, 200, 2).await.unwrap().unwrap();
+    let (rec, chunk, _) = store.claim_chunk("b", 100, 200, 2).await.unwrap().unwrap();
+    assert_eq!((rec.key.as_str(), chunk.number), ("b2", 2), "{name}");
+}
+
 /// A chunk whose runner stopped is taken over once its lease lapses; the
 /// stale runner can then write, renew and finish nothing, and every line
 /// counts once across both runners.
 pub async fn a_stale_chunk_lease_can_never_write(b: &Backend) {
     let (name, store) = (b.name, &b.store);
     running(b, "b1", "holder", 2).await;
-    let (_, _, stale) = store.claim_chunk("a", 100, 110).await.unwrap().unwrap();
+    let (_, _, stale) = store.claim_chunk("a", 100, 110, 99).await.unwrap().unwrap();
     store
         .record_results(&stale, &[result(1), result(2)])
         .await
         .unwrap();
     // Before the lease lapses nobody else gets this chunk (only the other).
-    let (_, second, _) = store.claim_chunk("b", 105, 200).await.unwrap().unwrap();
+    let (_, second, _) = store.claim_chunk("b", 105, 200, 99).await.unwrap().unwrap();
     assert_eq!(second.number, 1, "{name}");
-    assert!(store.claim_chunk("b", 105, 200).await.unwrap().is_none());
-    let (_, chunk, fresh) = store.claim_chunk("b", 111, 200).await.unwrap().unwrap();
+    assert!(store
+        .claim_chunk("b", 105, 200, 99)
+        .await
+        .unwrap()
+        .is_none());
+    let (_, chunk, fresh) = store.claim_chunk("b", 111, 200, 99).await.unwrap().unwrap();
     assert_eq!(chunk.number, 0, "{name}: taken over after the lapse");
     assert!(fresh.epoch > stale.epoch, "{name}: epoch grows");
 
@@ -176,10 +201,18 @@ pub async fn a_stale_chunk_lease_can_never_write(b: &Backend) {
     let p = store.chunk_progress("b1", 150).await.unwrap();
     assert_eq!((p.total, p.done, p.leased), (2, 1, 1), "{name}: {p:?}");
     assert!(
-        store.claim_chunk("c", 500, 600).await.unwrap().is_some(),
+        store
+            .claim_chunk("c", 500, 600, 99)
+            .await
+            .unwrap()
+            .is_some(),
         "{name}: chunk 1 lapsed; chunk 0 is done and never claimed again"
     );
-    assert!(store.claim_chunk("c", 500, 600).await.unwrap().is_none());
+    assert!(store
+        .claim_chunk("c", 500, 600, 99)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// A released chunk is free at once; an instance restarting frees its
@@ -187,11 +220,23 @@ pub async fn a_stale_chunk_lease_can_never_write(b: &Backend) {
 pub async fn chunks_are_released_and_end_with_their_batch(b: &Backend) {
     let (name, store) = (b.name, &b.store);
     let lease = running(b, "b1", "holder", 2).await;
-    let (_, c0, l0) = store.claim_chunk("a", 100, 1000).await.unwrap().unwrap();
+    let (_, c0, l0) = store
+        .claim_chunk("a", 100, 1000, 99)
+        .await
+        .unwrap()
+        .unwrap();
     store.release_chunk(&l0).await.unwrap();
-    let (_, again, l1) = store.claim_chunk("b", 101, 1000).await.unwrap().unwrap();
+    let (_, again, l1) = store
+        .claim_chunk("b", 101, 1000, 99)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again, c0, "{name}: a released chunk is claimed at once");
-    let (_, _, l2) = store.claim_chunk("b", 101, 1000).await.unwrap().unwrap();
+    let (_, _, l2) = store
+        .claim_chunk("b", 101, 1000, 99)
+        .await
+        .unwrap()
+        .unwrap();
     store.release_leases("b").await.unwrap();
     assert!(!store.renew_chunk(&l1, 1000).await.unwrap(), "{name}");
     assert!(!store.renew_chunk(&l2, 1000).await.unwrap(), "{name}");
@@ -209,5 +254,9 @@ pub async fn chunks_are_released_and_end_with_their_batch(b: &Backend) {
         0,
         "{name}: the chunks ended with the batch"
     );
-    assert!(store.claim_chunk("c", 200, 300).await.unwrap().is_none());
+    assert!(store
+        .claim_chunk("c", 200, 300, 99)
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -106,6 +106,7 @@ macro_rules! conformance_tests {
             keys_and_teams_round_trip,
             chunks_are_planned_once_and_claimed_only_while_running,
             instances_race_for_chunks,
+            an_instance_takes_a_bounded_share_of_each_batch,
             a_stale_chunk_lease_can_never_write,
             chunks_are_released_and_end_with_their_batch,
             budget_resets_restart_periods_and_saturate,

@@ -44,6 +44,7 @@ impl ChunkStore for SqliteStore {
         owner: &str,
         now: i64,
         until: i64,
+        per_batch: u64,
     ) -> Result<Option<(BatchRecord, Chunk, Lease)>, StoreError> {
         // Read to the end and committed before anything is returned, as
         // for batch claims: a claim that did not persist is no claim.
@@ -53,11 +54,16 @@ impl ChunkStore for SqliteStore {
              WHERE rowid = (SELECT c.rowid FROM batch_chunks c JOIN batches b ON b.key = c.batch_key \
                WHERE b.status = 'in_progress' AND c.done = 0 \
                AND (c.lease_owner IS NULL OR c.lease_until < ?) \
+               AND (SELECT COUNT(*) FROM batch_chunks o WHERE o.batch_key = c.batch_key \
+                    AND o.lease_owner = ? AND o.lease_until >= ? AND o.done = 0) < ? \
                ORDER BY b.seq, c.chunk_no LIMIT 1) RETURNING *",
         )
         .bind(owner)
         .bind(until)
         .bind(now)
+        .bind(owner)
+        .bind(now)
+        .bind(int(per_batch))
         .fetch_all(&mut *tx)
         .await?;
         let Some(row) = rows.first() else {
