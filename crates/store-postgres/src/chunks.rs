@@ -57,7 +57,7 @@ impl ChunkStore for PostgresStore {
              WHERE (batch_key, chunk_no) = (SELECT c.batch_key, c.chunk_no FROM batch_chunks c \
                JOIN batches b ON b.key = c.batch_key \
                WHERE b.status = 'in_progress' AND NOT c.done \
-               AND (c.lease_owner IS NULL OR c.lease_until < $3) \
+               AND (c.lease_until IS NULL OR c.lease_until < $3) \
                AND (SELECT COUNT(*) FROM batch_chunks o WHERE o.batch_key = c.batch_key \
                     AND o.lease_owner = $1 AND o.lease_until >= $3 AND NOT o.done) < $4 \
                ORDER BY b.seq, c.chunk_no LIMIT 1 FOR UPDATE OF c SKIP LOCKED) \
@@ -106,12 +106,16 @@ impl ChunkStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release_chunk(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.free_chunk(lease, false).await.map(|_| ())
+    async fn release_chunk(
+        &self,
+        lease: &Lease,
+        not_before: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.free_chunk(lease, false, not_before).await.map(|_| ())
     }
 
     async fn finish_chunk(&self, lease: &Lease) -> Result<(), StoreError> {
-        match self.free_chunk(lease, true).await? {
+        match self.free_chunk(lease, true, None).await? {
             true => Ok(()),
             false => Err(StoreError::LeaseLost),
         }
@@ -172,12 +176,17 @@ impl ChunkStore for PostgresStore {
 impl PostgresStore {
     /// Clears a held chunk lease, marking the chunk done when `done`;
     /// `false` if the lease no longer held it.
-    async fn free_chunk(&self, lease: &Lease, done: bool) -> Result<bool, StoreError> {
+    async fn free_chunk(
+        &self,
+        lease: &Lease,
+        done: bool,
+        not_before: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let Some(chunk) = lease.chunk else {
             return Ok(false);
         };
         let freed = sqlx::query(
-            "UPDATE batch_chunks SET lease_owner = NULL, lease_until = NULL, done = done OR $1 \
+            "UPDATE batch_chunks SET lease_owner = NULL, lease_until = $6, done = done OR $1 \
              WHERE batch_key = $2 AND chunk_no = $3 AND lease_owner = $4 AND lease_epoch = $5",
         )
         .bind(done)
@@ -185,6 +194,7 @@ impl PostgresStore {
         .bind(int(chunk))
         .bind(&lease.owner)
         .bind(lease.epoch)
+        .bind(not_before)
         .execute(self.pool())
         .await?;
         Ok(freed.rows_affected() == 1)

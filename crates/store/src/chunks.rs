@@ -68,10 +68,14 @@ pub trait ChunkStore: Send + Sync {
     /// Extends a held chunk lease; `false` if it no longer holds the chunk.
     async fn renew_chunk(&self, lease: &Lease, until: i64) -> Result<bool, StoreError>;
 
-    /// Gives a chunk lease up with the chunk unfinished (a stop, a cancel):
-    /// another instance may take it at once. A lease no longer held is
-    /// left alone.
-    async fn release_chunk(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// Gives a chunk lease up with the chunk unfinished: no runner holds it
+    /// from then on, and it may be claimed again from `not_before` on (at
+    /// once when `None`: a graceful stop). A runner that stopped because
+    /// its batch is ending (budget, expiry) parks the chunk this way, so
+    /// nobody takes it up again meanwhile. A lease no longer held is left
+    /// alone.
+    async fn release_chunk(&self, lease: &Lease, not_before: Option<i64>)
+        -> Result<(), StoreError>;
 
     /// Marks the chunk done (every line of it journaled) and frees it;
     /// [`StoreError::LeaseLost`] if the lease no longer holds it.

@@ -226,8 +226,12 @@ impl ChunkStore for FaultyStore {
         }
         self.inner.renew_chunk(lease, until).await
     }
-    async fn release_chunk(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.inner.release_chunk(lease).await
+    async fn release_chunk(
+        &self,
+        lease: &Lease,
+        not_before: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.inner.release_chunk(lease, not_before).await
     }
     async fn finish_chunk(&self, lease: &Lease) -> Result<(), StoreError> {
         self.inner.finish_chunk(lease).await

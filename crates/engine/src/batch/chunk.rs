@@ -34,12 +34,25 @@ pub async fn run_chunk(
         .instrument(span.clone())
         .await?;
     let store = &shared.gw.store;
-    let outcome = if ending == Ending::Done {
-        store.finish_chunk(lease).await?;
-        "done"
-    } else {
-        store.release_chunk(lease).await?;
-        "released"
+    let outcome = match ending {
+        Ending::Done => {
+            store.finish_chunk(lease).await?;
+            "done"
+        }
+        // Others may go on with it at once.
+        Ending::ShuttingDown | Ending::Stopped => {
+            store.release_chunk(lease, None).await?;
+            "released"
+        }
+        // The batch is ending (its holder fails or finalizes the rest):
+        // parked for a lease period, so no instance takes it up again and
+        // sends more of its lines meanwhile.
+        Ending::BudgetExceeded | Ending::Expired | Ending::Cancelled => {
+            let lease_secs = i64::try_from(shared.gw.batch.lease_seconds).unwrap_or(30);
+            let not_before = shared.gw.now().saturating_add(lease_secs);
+            store.release_chunk(lease, Some(not_before)).await?;
+            "parked"
+        }
     };
     span.record("batchgate.outcome", outcome);
     metrics::counter!("batchgate_batch_chunks_total", "outcome" => outcome).increment(1);

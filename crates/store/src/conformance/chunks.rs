@@ -180,7 +180,7 @@ pub async fn a_stale_chunk_lease_can_never_write(b: &Backend) {
     assert!(!store.renew_chunk(&stale, 300).await.unwrap(), "{name}");
     let err = store.finish_chunk(&stale).await.unwrap_err();
     assert!(matches!(err, StoreError::LeaseLost), "{name}: {err}");
-    store.release_chunk(&stale).await.unwrap();
+    store.release_chunk(&stale, None).await.unwrap();
     assert!(store.renew_chunk(&fresh, 210).await.unwrap(), "{name}");
 
     // The new runner redoes what it finds unjournaled: lines 1 and 2 stay
@@ -225,7 +225,7 @@ pub async fn chunks_are_released_and_end_with_their_batch(b: &Backend) {
         .await
         .unwrap()
         .unwrap();
-    store.release_chunk(&l0).await.unwrap();
+    store.release_chunk(&l0, None).await.unwrap();
     let (_, again, l1) = store
         .claim_chunk("b", 101, 1000, 99)
         .await
@@ -242,6 +242,17 @@ pub async fn chunks_are_released_and_end_with_their_batch(b: &Backend) {
     assert!(!store.renew_chunk(&l2, 1000).await.unwrap(), "{name}");
     let p = store.chunk_progress("b1", 102).await.unwrap();
     assert_eq!(p.leased, 0, "{name}: {p:?}");
+    // Parked until 150: nobody runs it (not leased), nobody claims it.
+    let claim = |at| store.claim_chunk("c", at, 1000, 99);
+    let (_, first, parked) = claim(102).await.unwrap().unwrap();
+    assert_eq!(first, c0, "{name}");
+    store.release_chunk(&parked, Some(150)).await.unwrap();
+    assert_eq!(store.chunk_progress("b1", 102).await.unwrap().leased, 0);
+    let (_, other, _) = claim(102).await.unwrap().unwrap();
+    assert_ne!(other, c0, "{name}: a parked chunk waits");
+    assert!(claim(102).await.unwrap().is_none(), "{name}");
+    let (_, again, _) = claim(151).await.unwrap().unwrap();
+    assert_eq!(again, c0, "{name}: claimable once its park ends");
 
     let t = Transition::new(&[BatchStatus::InProgress], BatchStatus::Cancelled, 5).fenced(&lease);
     store

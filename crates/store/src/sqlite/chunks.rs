@@ -53,7 +53,7 @@ impl ChunkStore for SqliteStore {
             "UPDATE batch_chunks SET lease_owner = ?, lease_until = ?, lease_epoch = lease_epoch + 1 \
              WHERE rowid = (SELECT c.rowid FROM batch_chunks c JOIN batches b ON b.key = c.batch_key \
                WHERE b.status = 'in_progress' AND c.done = 0 \
-               AND (c.lease_owner IS NULL OR c.lease_until < ?) \
+               AND (c.lease_until IS NULL OR c.lease_until < ?) \
                AND (SELECT COUNT(*) FROM batch_chunks o WHERE o.batch_key = c.batch_key \
                     AND o.lease_owner = ? AND o.lease_until >= ? AND o.done = 0) < ? \
                ORDER BY b.seq, c.chunk_no LIMIT 1) RETURNING *",
@@ -95,12 +95,16 @@ impl ChunkStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn release_chunk(&self, lease: &Lease) -> Result<(), StoreError> {
-        self.free_chunk(lease, false).await.map(|_| ())
+    async fn release_chunk(
+        &self,
+        lease: &Lease,
+        not_before: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.free_chunk(lease, false, not_before).await.map(|_| ())
     }
 
     async fn finish_chunk(&self, lease: &Lease) -> Result<(), StoreError> {
-        match self.free_chunk(lease, true).await? {
+        match self.free_chunk(lease, true, None).await? {
             true => Ok(()),
             false => Err(StoreError::LeaseLost),
         }
@@ -162,14 +166,20 @@ impl ChunkStore for SqliteStore {
 impl SqliteStore {
     /// Clears a held chunk lease, marking the chunk done when `done`;
     /// `false` if the lease no longer held it.
-    async fn free_chunk(&self, lease: &Lease, done: bool) -> Result<bool, StoreError> {
+    async fn free_chunk(
+        &self,
+        lease: &Lease,
+        done: bool,
+        not_before: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let Some(chunk) = lease.chunk else {
             return Ok(false);
         };
         let freed = sqlx::query(
-            "UPDATE batch_chunks SET lease_owner = NULL, lease_until = NULL, done = done OR ? \
+            "UPDATE batch_chunks SET lease_owner = NULL, lease_until = ?, done = done OR ? \
              WHERE batch_key = ? AND chunk_no = ? AND lease_owner = ? AND lease_epoch = ?",
         )
+        .bind(not_before)
         .bind(done)
         .bind(&lease.key)
         .bind(int(chunk))
