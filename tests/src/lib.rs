@@ -5,9 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod a11y;
 pub mod in_process;
+mod keyed;
 pub mod one_model;
 pub mod s3;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("batchgate-ids", &[]),
     ("batchgate-mock-vllm", &[]),
     ("batchgate-cli", &[]),
+    ("batchgate-console", &[]),
     ("batchgate-config", &["batchgate-core", "batchgate-ids"]),
     ("batchgate-store", &["batchgate-core", "batchgate-cost"]),
     (
@@ -66,6 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "batchgate-store",
             "batchgate-cost",
             "batchgate-engine",
+            "batchgate-console",
         ],
     ),
     (

@@ -152,6 +152,30 @@ async fn two_gateways_answer_for_each_other() {
         .unwrap();
     let running = b.create_batch(id(&slow), CHAT, "24h").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Whichever instance claimed it, both name that one as its holder
+    // (GET /fleet reads the shared lease columns).
+    b.wait_batch_until(id(&running), WAIT, |x| x["status"] == "in_progress")
+        .await
+        .unwrap();
+    let holders = |fleet: &serde_json::Value| -> Vec<(String, u64)> {
+        fleet["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["batches"].as_u64().unwrap_or(0) > 0)
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().into(),
+                    i["batches"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (_, on_a) = a.get("/fleet").await.unwrap();
+    let (_, on_b) = b.get("/fleet").await.unwrap();
+    assert_ne!(on_a["instance"], on_b["instance"]);
+    assert_eq!(holders(&on_a).len(), 1, "{on_a}");
+    assert_eq!(holders(&on_a), holders(&on_b), "{on_a} {on_b}");
     let (status, cancelling) = a
         .post(
             &format!("/v1/batches/{}/cancel", id(&running)),

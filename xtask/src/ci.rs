@@ -36,6 +36,10 @@ pub fn run(args: Args) -> Result<()> {
     // Python suite's virtualenv; with --no-python they are skipped.
     let mut tests = Command::new(&cargo);
     tests.args(["test", "--workspace", "--all-targets"]);
+    // The console's browser test drives Debian's headless Chromium; here it
+    // must run, not skip.
+    ensure_browser()?;
+    tests.env("BATCHGATE_REQUIRE_BROWSER", "1");
     let _s3 = if args.no_python {
         None
     } else {
@@ -120,6 +124,35 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Installs Debian's `chromium` and `chromium-driver` when either is
+/// missing (CI runs as root on a fresh machine; elsewhere `sudo` is tried).
+fn ensure_browser() -> Result<()> {
+    let present = |p: &str| std::path::Path::new(p).exists();
+    if present("/usr/bin/chromedriver") && present("/usr/bin/chromium") {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| {
+        let mut c = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    step("apt-get update", &mut apt(&["update", "-q"]))?;
+    step(
+        "install chromium",
+        &mut apt(&["install", "-y", "-q", "chromium", "chromium-driver"]),
+    )
 }
 
 fn step(name: &str, cmd: &mut Command) -> Result<()> {

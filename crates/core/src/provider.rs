@@ -188,6 +188,24 @@ pub trait BatchApi: Send + Sync {
     /// Moves the batch to `cancelling`; it ends `cancelled` with partial output.
     async fn cancel_batch(&self, ctx: &RequestCtx, batch: &ObjectRef) -> Result<Batch, ApiError>;
 
+    /// batchgate's extension (`POST /v1/batches/{id}/retry`): a new batch
+    /// over the failed lines of an ended batch — those that failed for a
+    /// reason other than the request itself, or every failed line when
+    /// `all` — linked to it by `metadata.retry_of`. Providers that cannot
+    /// re-run lines themselves refuse it.
+    async fn retry_batch(
+        &self,
+        _ctx: &RequestCtx,
+        batch: &ObjectRef,
+        _all: bool,
+    ) -> Result<Batch, ApiError> {
+        Err(ApiError::invalid_request(format!(
+            "Retrying the failed lines of batch '{}' is not supported by its provider.",
+            batch.public_id
+        ))
+        .with_code("retry_not_supported"))
+    }
+
     /// Lists the batches of one deployment; see [`FileApi::list_files`].
     async fn list_batches(
         &self,

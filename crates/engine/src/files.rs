@@ -80,6 +80,59 @@ impl LocalFiles {
         body: batchgate_core::ByteStream,
         expires_at: Option<i64>,
     ) -> Result<FileRecord, ApiError> {
+        let purpose = FilePurpose::BatchOutput;
+        self.write_made(deployment, owner, filename, purpose, body, expires_at)
+            .await
+    }
+
+    /// Writes a batch input file the gateway made (the lines a retry
+    /// sends again) for `deployment`, owned by `owner` and expiring like an
+    /// uploaded batch file; returns the row, not yet committed
+    /// ([`LocalFiles::insert`] commits it, [`LocalFiles::discard`] drops it).
+    pub async fn write_input(
+        &self,
+        deployment: &Deployment,
+        owner: Owner,
+        filename: &str,
+        body: batchgate_core::ByteStream,
+    ) -> Result<FileRecord, ApiError> {
+        let expiry =
+            i64::try_from(self.catalog.general.batch_file_expiry_seconds).unwrap_or(i64::MAX);
+        let expires_at = Some(self.catalog.now().saturating_add(expiry));
+        let purpose = FilePurpose::Batch;
+        self.write_made(deployment, owner, filename, purpose, body, expires_at)
+            .await
+    }
+
+    /// Commits a row written by [`LocalFiles::write_input`]; on failure its
+    /// bytes are removed.
+    pub async fn insert(&self, record: &FileRecord) -> Result<(), ApiError> {
+        if let Err(e) = self.catalog.store.insert_file(record).await {
+            self.discard(record).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Removes the bytes of a row that was never committed (best effort:
+    /// a leftover blob is unreachable, not visible).
+    pub async fn discard(&self, record: &FileRecord) {
+        if let Some(path) = &record.blob_path {
+            if let Err(e) = self.catalog.blobs.delete(path).await {
+                tracing::warn!(error = %e, path, "could not remove an uncommitted file's bytes");
+            }
+        }
+    }
+
+    async fn write_made(
+        &self,
+        deployment: &Deployment,
+        owner: Owner,
+        filename: &str,
+        purpose: FilePurpose,
+        body: batchgate_core::ByteStream,
+        expires_at: Option<i64>,
+    ) -> Result<FileRecord, ApiError> {
         let (public_id, key) = self.catalog.ids.new_local(Kind::File, deployment)?;
         let blob_path = blob_path(&key);
         let bytes = match self
@@ -97,13 +150,7 @@ impl LocalFiles {
                 return Err(ApiError::internal("could not write a result file"));
             }
         };
-        let mut object = FileObject::new(
-            &public_id,
-            bytes,
-            self.catalog.now(),
-            filename,
-            FilePurpose::BatchOutput,
-        );
+        let mut object = FileObject::new(&public_id, bytes, self.catalog.now(), filename, purpose);
         object.expires_at = expires_at;
         Ok(FileRecord {
             key,

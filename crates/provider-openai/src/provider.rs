@@ -198,6 +198,17 @@ impl BatchApi for OpenAiCompatProvider {
         }
     }
 
+    /// The engine answers for forwarded batches too: it checks visibility
+    /// on the catalog row, then refuses them (their lines ran upstream).
+    async fn retry_batch(
+        &self,
+        ctx: &RequestCtx,
+        b: &ObjectRef,
+        all: bool,
+    ) -> Result<Batch, ApiError> {
+        self.engine.retry(ctx, b, all).await
+    }
+
     async fn list_batches(
         &self,
         ctx: &RequestCtx,

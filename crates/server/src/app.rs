@@ -95,7 +95,8 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .route("/files/{file_id}/content", get(files::content))
         .route("/batches", post(batches::create).get(batches::list))
         .route("/batches/{batch_id}", get(batches::retrieve))
-        .route("/batches/{batch_id}/cancel", post(batches::cancel));
+        .route("/batches/{batch_id}/cancel", post(batches::cancel))
+        .route("/batches/{batch_id}/retry", post(batches::retry));
     let management = Router::new()
         .route("/key/generate", post(admin::generate))
         .route("/key/update", post(admin::update))
@@ -114,10 +115,14 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .nest("/v1", api.clone())
         .merge(api)
         .route("/health", get(crate::health::deployments))
+        .route("/fleet", get(crate::fleet::fleet))
         .merge(management)
         .route_layer(axum::middleware::from_fn_with_state(auth, require_key));
     Router::new()
         .merge(authed)
+        // The console's files are public; its data comes from the routes
+        // above, called with the user's own key.
+        .merge(batchgate_console::router())
         .route("/health/liveliness", get(crate::health::liveliness))
         .route("/health/readiness", get(crate::health::readiness))
         .route("/metrics", get(crate::metrics::render))

@@ -37,6 +37,29 @@ where
     }
 }
 
+/// Like [`ApiJson`], but an empty body (or one of whitespace only) is
+/// `T::default()`: for routes whose every parameter is optional.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_limited(req, MAX_JSON_BYTES).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalJson)
+            .map_err(|e| HttpError(ApiError::invalid_request(format!("Invalid JSON body: {e}"))))
+    }
+}
+
 /// The body, if it is at most `limit` bytes; else a 413 once the rest has
 /// been drained (see [`DRAIN_BYTES`]).
 async fn read_limited(req: Request, limit: usize) -> Result<Vec<u8>, ApiError> {

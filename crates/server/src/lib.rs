@@ -12,6 +12,7 @@ mod batches;
 mod error;
 mod extract;
 mod files;
+mod fleet;
 mod guard;
 mod health;
 mod metrics;

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use batchgate_core::{BatchStatus, Caller};
 use batchgate_store::{
-    BatchRecord, BatchStats, BatchStore, FileRecord, Lease, LineResult, Page, StoreError,
-    Transition,
+    BatchRecord, BatchStats, BatchStore, FileRecord, Lease, LeaseHolder, LineResult, Page,
+    StoreError, Transition,
 };
 use sqlx::{Postgres, QueryBuilder};
 
@@ -124,6 +124,24 @@ impl BatchStore for PostgresStore {
             by_status,
             pending_lines: uint(pending),
         })
+    }
+
+    async fn lease_holders(&self, now: i64) -> Result<Vec<LeaseHolder>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT lease_owner, COUNT(*), MAX(lease_until) FROM batches \
+             WHERE lease_owner IS NOT NULL AND lease_until >= $1 GROUP BY lease_owner ORDER BY lease_owner",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(owner, n, until)| LeaseHolder {
+                owner,
+                batches: uint(n),
+                lease_until: until,
+            })
+            .collect())
     }
 
     async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError> {

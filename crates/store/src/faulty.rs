@@ -118,6 +118,9 @@ impl BatchStore for FaultyStore {
     async fn batch_stats(&self) -> Result<BatchStats, StoreError> {
         self.inner.batch_stats().await
     }
+    async fn lease_holders(&self, now: i64) -> Result<Vec<crate::LeaseHolder>, StoreError> {
+        self.inner.lease_holders(now).await
+    }
     async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError> {
         self.inner.file_in_use(file_key).await
     }

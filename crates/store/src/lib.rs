@@ -21,7 +21,7 @@ pub use blob::{Blobs, PutOutcome};
 pub use chunks::{Chunk, ChunkProgress, ChunkStore};
 pub use error::{is_full_io, StoreError};
 pub use keys::{utc_day, KeyRecord, KeyStore, SpendFilter, SpendRow, SpendStore, TeamRecord};
-pub use meta::{BatchStats, BatchStore, Deleted, FileStore, MetaStore, Page};
+pub use meta::{BatchStats, BatchStore, Deleted, FileStore, LeaseHolder, MetaStore, Page};
 pub use records::{
     BatchRecord, FileFilter, FileRecord, Lease, LineCharge, LineResult, LineUsage, Owner,
     Transition,

@@ -14,6 +14,16 @@ pub struct BatchStats {
     pub pending_lines: u64,
 }
 
+/// An instance holding batch leases: its name (the lease owner), how many
+/// batches it holds, and until when its latest lease runs (each renewal
+/// pushes it `lease_seconds` ahead, so this dates its last heartbeat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub owner: String,
+    pub batches: u64,
+    pub lease_until: i64,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -109,6 +119,11 @@ pub trait BatchStore: Send + Sync {
     /// Batches per status and lines not yet finished in running batches,
     /// for metrics.
     async fn batch_stats(&self) -> Result<BatchStats, StoreError>;
+
+    /// The instances whose leases run at `now` or later, by name, with the
+    /// batches each holds: on a shared database, which instance runs what.
+    /// An idle instance holds none and is not listed.
+    async fn lease_holders(&self, now: i64) -> Result<Vec<LeaseHolder>, StoreError>;
 
     /// Whether a batch that has not ended reads this input file.
     async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError>;

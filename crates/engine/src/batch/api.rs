@@ -20,10 +20,23 @@ impl Engine {
         input: &ObjectRef,
         req: CreateBatchRequest,
     ) -> Result<Batch, ApiError> {
-        let gw = &self.shared.gw;
         let file = self.shared.files.record(ctx, input).await?;
+        self.insert_new(input, &file, req, Owner::of(&ctx.caller))
+            .await
+    }
+
+    /// Records a new batch over `input` (whose row is `file`) owned by
+    /// `owner`, in `validating`, and wakes the supervisor.
+    pub(super) async fn insert_new(
+        &self,
+        input: &ObjectRef,
+        file: &batchgate_store::FileRecord,
+        req: CreateBatchRequest,
+        owner: Owner,
+    ) -> Result<Batch, ApiError> {
+        let gw = &self.shared.gw;
         let deployment = &input.deployment;
-        let (window, output_expires_seconds) = self.check_request(&file, deployment, &req)?;
+        let (window, output_expires_seconds) = self.check_request(file, deployment, &req)?;
         let (public_id, key) = gw.new_local_id(Kind::Batch, deployment)?;
         let now = gw.now();
         let batch = Batch {
@@ -58,7 +71,7 @@ impl Engine {
             input_key: input.local_key.clone(),
             upstream_id: None,
             output_expires_seconds,
-            owner: Owner::of(&ctx.caller),
+            owner,
         };
         // The input may have been deleted since it was looked up: the
         // insert checks again, atomically, so no batch is left without it.
@@ -194,20 +207,33 @@ impl Engine {
         model_name: Option<&str>,
         query: &ListQuery,
     ) -> Result<ListPage<Batch>, ApiError> {
+        Ok(self.list_owned(ctx, model_name, query).await?.0)
+    }
+
+    /// [`Engine::list`], with the owner of each batch (in the same order).
+    pub async fn list_owned(
+        &self,
+        ctx: &RequestCtx,
+        model_name: Option<&str>,
+        query: &ListQuery,
+    ) -> Result<(ListPage<Batch>, Vec<Owner>), ApiError> {
         let gw = &self.shared.gw;
         let after = match &query.after {
             None => None,
             Some(id) => match gw.route(Kind::Batch, id) {
                 Ok(r) => Some(r.local_key),
-                Err(_) => return Ok(ListPage::new(vec![], false, |b: &Batch| &b.id)),
+                Err(_) => return Ok((ListPage::new(vec![], false, |b: &Batch| &b.id), vec![])),
             },
         };
         let page = gw
             .store
             .list_batches(&ctx.caller, model_name, after.as_deref(), query.limit)
             .await?;
-        let data = page.items.into_iter().map(|r| r.batch).collect();
-        Ok(ListPage::new(data, page.has_more, |b: &Batch| &b.id))
+        let (data, owners) = page.items.into_iter().map(|r| (r.batch, r.owner)).unzip();
+        Ok((
+            ListPage::new(data, page.has_more, |b: &Batch| &b.id),
+            owners,
+        ))
     }
 }
 
@@ -230,6 +256,15 @@ impl BatchApi for Engine {
 
     async fn cancel_batch(&self, ctx: &RequestCtx, batch: &ObjectRef) -> Result<Batch, ApiError> {
         self.cancel(ctx, batch).await
+    }
+
+    async fn retry_batch(
+        &self,
+        ctx: &RequestCtx,
+        batch: &ObjectRef,
+        all: bool,
+    ) -> Result<Batch, ApiError> {
+        self.retry(ctx, batch, all).await
     }
 
     /// The batches of `deployment`'s model the caller may see.

@@ -176,7 +176,7 @@ pub async fn fill_unfinished(
 
 /// The `custom_id` of an input line (the input was validated, so every
 /// non-blank line should have one; a line without still gets its result).
-fn custom_id_of(line: &[u8]) -> Option<String> {
+pub(super) fn custom_id_of(line: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Head {
         custom_id: String,

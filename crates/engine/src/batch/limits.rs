@@ -145,6 +145,22 @@ impl Limits {
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
+
+    /// Upstream slots taken per deployment id: the lines in flight there.
+    pub fn in_flight(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<_> = self
+            .groups
+            .values()
+            .flat_map(|g| &g.replicas)
+            .map(|r| {
+                let max = r.deployment.max_parallel_requests;
+                let taken = max.saturating_sub(r.slots.available_permits());
+                (r.deployment.id.clone(), taken)
+            })
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 impl Group {

@@ -11,6 +11,7 @@ mod finalize;
 mod journal;
 mod limits;
 mod plan;
+mod retry;
 mod runner;
 mod shared;
 mod supervisor;
@@ -135,5 +136,22 @@ impl Engine {
     /// (a probe confirmed it); they resume by themselves once they answer.
     pub fn paused_deployments(&self) -> Vec<PausedDeployment> {
         self.shared.limits.paused()
+    }
+
+    /// Lines in flight per deployment id, across every batch this process
+    /// runs.
+    pub fn in_flight(&self) -> Vec<(String, usize)> {
+        self.shared.limits.in_flight()
+    }
+
+    /// The name this process holds batch leases under.
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
+    }
+
+    /// How far each lease renewal reaches ahead, in seconds: a lease that
+    /// runs until `t` was last renewed at `t - lease_seconds`.
+    pub fn lease_seconds(&self) -> u64 {
+        self.shared.gw.batch.lease_seconds
     }
 }

@@ -237,7 +237,7 @@ fn classify(reply: Reply) -> Attempt {
         }
     };
     let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let retryable = status == 408 || status == 409 || status == 429 || status >= 500;
+    let retryable = retryable_status(status);
     match (status, parsed) {
         (200..=299, Some(body)) => Attempt::Success {
             status,
@@ -271,6 +271,13 @@ fn classify(reply: Reply) -> Attempt {
             }
         }
     }
+}
+
+/// Whether an HTTP status says "try again" (408, 409, 429, 5xx) rather than
+/// "this request is wrong": what the engine retries, and what a retry of
+/// failed lines sends again by default.
+pub(super) fn retryable_status(status: u16) -> bool {
+    status == 408 || status == 409 || status == 429 || status >= 500
 }
 
 /// The upstream's error as an OpenAI envelope (an integer `code`, as vLLM's

@@ -6,7 +6,7 @@ use batchgate_core::BatchStatus;
 
 use super::rows::{batch, file};
 use super::{result, with_batch, Backend};
-use crate::{StoreError, Transition};
+use crate::{LeaseHolder, StoreError, Transition};
 
 pub async fn a_batch_is_claimed_by_one_runner_at_a_time(b: &Backend) {
     let (name, store) = (b.name, &b.store);
@@ -256,5 +256,49 @@ pub async fn finalizing_commits_files_and_status_together(b: &Backend) {
     assert!(
         !store.renew_lease(&fresh, 300).await.unwrap(),
         "{name}: an ended batch holds no lease"
+    );
+}
+
+pub async fn lease_holders_name_each_instance_and_its_batches(b: &Backend) {
+    let (name, store) = (b.name, &b.store);
+    assert!(store.lease_holders(0).await.unwrap().is_empty(), "{name}");
+    for key in ["h1", "h2", "h3"] {
+        with_batch(store, key).await;
+    }
+    let claim = |owner: &'static str, until: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_batch(owner, 100, until)
+                .await
+                .unwrap()
+                .unwrap()
+                .1
+        }
+    };
+    let first = claim("inst-a", 130).await;
+    claim("inst-a", 140).await;
+    claim("inst-b", 125).await;
+    let holder = |owner: &str, batches, lease_until| LeaseHolder {
+        owner: owner.into(),
+        batches,
+        lease_until,
+    };
+    assert_eq!(
+        store.lease_holders(110).await.unwrap(),
+        [holder("inst-a", 2, 140), holder("inst-b", 1, 125)],
+        "{name}"
+    );
+    // A lapsed lease is no longer held; a released one neither.
+    assert_eq!(
+        store.lease_holders(126).await.unwrap(),
+        [holder("inst-a", 2, 140)],
+        "{name}"
+    );
+    store.release_lease(&first).await.unwrap();
+    assert_eq!(
+        store.lease_holders(110).await.unwrap(),
+        [holder("inst-a", 1, 140), holder("inst-b", 1, 125)],
+        "{name}"
     );
 }

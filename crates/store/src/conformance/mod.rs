@@ -95,6 +95,7 @@ macro_rules! conformance_tests {
             a_line_is_charged_once_to_its_key_and_team,
             spend_from_two_instances_adds_up_exactly,
             batch_stats_count_statuses_and_pending_lines,
+            lease_holders_name_each_instance_and_its_batches,
             deleting_an_input_and_creating_its_batch_never_both_win,
             a_batch_keeps_its_input_until_it_ends,
             listings_page_by_cursor_and_hide_other_owners,

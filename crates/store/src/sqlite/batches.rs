@@ -144,6 +144,25 @@ impl BatchStore for SqliteStore {
         })
     }
 
+    async fn lease_holders(&self, now: i64) -> Result<Vec<crate::LeaseHolder>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT lease_owner, COUNT(*) AS n, MAX(lease_until) AS until FROM batches \
+             WHERE lease_owner IS NOT NULL AND lease_until >= ? GROUP BY lease_owner ORDER BY lease_owner",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::LeaseHolder {
+                    owner: r.try_get("lease_owner")?,
+                    batches: uint(r, "n")?,
+                    lease_until: r.try_get("until")?,
+                })
+            })
+            .collect()
+    }
+
     async fn file_in_use(&self, file_key: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(&format!(
             "SELECT COUNT(*) FROM batches WHERE input_key = ? AND status IN {ACTIVE}"
