@@ -114,6 +114,9 @@ pub struct BatchSettings {
     /// Seconds a claimed batch stays leased to one gateway instance without
     /// a heartbeat before another may take it over.
     pub lease_seconds: u64,
+    /// Lines per chunk: the unit in which gateway instances sharing a
+    /// store share a batch (each takes chunks of any running batch).
+    pub chunk_lines: u64,
     /// Default `max_parallel_requests` of a deployment: its fixed limit
     /// (64 when unset) or, with adaptive concurrency, its ceiling
     /// ([`BatchSettings::ADAPTIVE_CEILING`] when unset).
@@ -155,6 +158,7 @@ impl Default for BatchSettings {
             completion_windows: vec!["24h".to_string()],
             max_reported_errors: 1000,
             lease_seconds: 30,
+            chunk_lines: 500,
             default_max_parallel_requests: None,
             adaptive_concurrency: true,
             default_timeout_seconds: 600.0,

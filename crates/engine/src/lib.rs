@@ -33,4 +33,6 @@ pub use clock::{system_clock, Clock};
 pub use files::LocalFiles;
 pub use lines::{LineReader, RawLine};
 pub use routing::Ids;
-pub use validate::{is_blank, validate_stream, Checked, Outcome, Rules, ValidLine, Validator};
+pub use validate::{
+    is_blank, validate_stream, validate_stream_with, Checked, Outcome, Rules, ValidLine, Validator,
+};

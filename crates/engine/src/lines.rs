@@ -94,6 +94,21 @@ impl LineReader {
         }
     }
 
+    /// Reads lines from `stream`, which starts at byte `offset` of a file
+    /// where line `number` begins there (a chunk of a batch's input).
+    pub fn starting_at(
+        stream: ByteStream,
+        max_line_bytes: usize,
+        number: u64,
+        offset: u64,
+    ) -> Self {
+        let mut reader = LineReader::new(stream, max_line_bytes);
+        reader.next_number = number.max(1);
+        reader.pos = offset;
+        reader.line_start = offset;
+        reader
+    }
+
     /// Bytes of the stream consumed so far; once [`LineReader::next_line`]
     /// has returned `None`, the size of the whole file.
     pub fn bytes_read(&self) -> u64 {

@@ -438,10 +438,22 @@ pub async fn validate_stream(
     rules: Rules,
     max_line_bytes: usize,
 ) -> Result<Outcome, std::io::Error> {
+    validate_stream_with(stream, rules, max_line_bytes, |_| {}).await
+}
+
+/// [`validate_stream`], showing every line read to `seen` as well (the
+/// engine plans a batch's chunks on the same pass).
+pub async fn validate_stream_with(
+    stream: ByteStream,
+    rules: Rules,
+    max_line_bytes: usize,
+    mut seen: impl FnMut(&RawLine),
+) -> Result<Outcome, std::io::Error> {
     let max_bytes = rules.max_bytes;
     let mut reader = LineReader::new(stream, max_line_bytes);
     let mut validator = Validator::new(rules);
     while let Some(line) = reader.next_line().await? {
+        seen(&line);
         validator.inspect(&line, false);
         if reader.bytes_read() > max_bytes {
             break;

@@ -35,11 +35,7 @@ impl PostgresStore {
         let Some(row) = row else { return Ok(None) };
         let epoch = row.lease_epoch;
         let record = BatchRecord::try_from(row)?;
-        let lease = Lease {
-            key: record.key.clone(),
-            owner: owner.to_string(),
-            epoch,
-        };
+        let lease = Lease::batch(record.key.clone(), owner, epoch);
         Ok(Some((record, lease)))
     }
 
@@ -71,12 +67,16 @@ impl PostgresStore {
     }
 
     pub(crate) async fn release_all(&self, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1",
-        )
-        .bind(owner)
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.pool().begin().await?;
+        for table in ["batches", "batch_chunks"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1"
+            ))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -100,6 +100,14 @@ impl PostgresStore {
         error: Option<&FileRecord>,
     ) -> Result<Option<BatchRecord>, StoreError> {
         let mut tx = self.pool().begin().await?;
+        // Chunk rows first: every transaction that locks a chunk row and
+        // the batch row takes them in that order (a chunk's journal write
+        // does), so none can deadlock on the other. Rolled back with the
+        // rest if the fence or the status says no.
+        sqlx::query("DELETE FROM batch_chunks WHERE batch_key = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
         check_fence(&mut tx, t.lease.as_ref()).await?;
         let ids = (
             output.map(|f| f.object.id.as_str()),
@@ -131,15 +139,32 @@ pub(crate) async fn check_fence(
     lease: Option<&Lease>,
 ) -> Result<(), StoreError> {
     let Some(lease) = lease else { return Ok(()) };
-    let held: Option<i32> = sqlx::query_scalar(
-        "SELECT 1 FROM batches WHERE key = $1 AND lease_owner = $2 AND lease_epoch = $3 \
-         FOR NO KEY UPDATE",
-    )
-    .bind(&lease.key)
-    .bind(&lease.owner)
-    .bind(lease.epoch)
-    .fetch_optional(conn)
-    .await?;
+    let held: Option<i32> =
+        match lease.chunk {
+            None => sqlx::query_scalar(
+                "SELECT 1 FROM batches WHERE key = $1 AND lease_owner = $2 AND lease_epoch = $3 \
+                 FOR NO KEY UPDATE",
+            )
+            .bind(&lease.key)
+            .bind(&lease.owner)
+            .bind(lease.epoch)
+            .fetch_optional(conn)
+            .await?,
+            // A chunk's lease: its row is locked instead, so a takeover (which
+            // must lock it to bump the epoch) waits for this write to commit.
+            Some(chunk) => {
+                sqlx::query_scalar(
+                    "SELECT 1 FROM batch_chunks WHERE batch_key = $1 AND chunk_no = $2 \
+                 AND lease_owner = $3 AND lease_epoch = $4 FOR NO KEY UPDATE",
+                )
+                .bind(&lease.key)
+                .bind(int(chunk))
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .fetch_optional(conn)
+                .await?
+            }
+        };
     match held {
         Some(_) => Ok(()),
         None => Err(StoreError::LeaseLost),

@@ -11,6 +11,7 @@
 //! money is raised in place (`spend = spend + $1`) on `NUMERIC` columns.
 
 mod batches;
+mod chunks;
 mod files;
 mod journal;
 mod keys;

@@ -162,6 +162,24 @@ impl Blobs {
         Ok((size, stream))
     }
 
+    /// Streams the object at `path` from byte `offset` on (a chunk of a
+    /// batch reads only its own part of the input: a ranged GET on S3).
+    pub async fn get_stream_from(&self, path: &str, offset: u64) -> Result<ByteStream, StoreError> {
+        if offset == 0 {
+            return Ok(self.get_stream(path).await?.1);
+        }
+        let location = ObjectPath::parse(path)?;
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&location, options).await?;
+        Ok(result
+            .into_stream()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .boxed())
+    }
+
     /// Removes the object; a missing one is not an error.
     pub async fn delete(&self, path: &str) -> Result<(), StoreError> {
         let location = ObjectPath::parse(path)?;

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use batchgate_core::{Caller, ListOrder};
 
 use crate::{
-    BatchRecord, BatchStats, BatchStore, Deleted, FileFilter, FileRecord, FileStore, KeyRecord,
-    KeyStore, Lease, LineResult, MetaStore, Page, SpendFilter, SpendRow, SpendStore, StoreError,
-    TeamRecord, Transition,
+    BatchRecord, BatchStats, BatchStore, Chunk, ChunkProgress, ChunkStore, Deleted, FileFilter,
+    FileRecord, FileStore, KeyRecord, KeyStore, Lease, LineResult, MetaStore, Page, SpendFilter,
+    SpendRow, SpendStore, StoreError, TeamRecord, Transition,
 };
 
 /// How many of the next calls of each kind fail (then they pass again).
@@ -24,6 +24,8 @@ pub struct Faults {
     pub transitions: AtomicU32,
     /// Claims that returned a batch, ever.
     pub claims_granted: AtomicU64,
+    /// Claims that returned a chunk, ever.
+    pub chunk_claims_granted: AtomicU64,
 }
 
 impl Faults {
@@ -192,6 +194,64 @@ impl BatchStore for FaultyStore {
             return Err(disk_full());
         }
         self.inner.finalize_batch(key, t, output, error).await
+    }
+}
+
+#[async_trait]
+impl ChunkStore for FaultyStore {
+    async fn plan_chunks(&self, lease: &Lease, chunks: &[Chunk]) -> Result<(), StoreError> {
+        if Faults::take(&self.faults.transitions) {
+            return Err(disk_full());
+        }
+        self.inner.plan_chunks(lease, chunks).await
+    }
+    async fn claim_chunk(
+        &self,
+        owner: &str,
+        now: i64,
+        until: i64,
+        per_batch: u64,
+    ) -> Result<Option<(BatchRecord, Chunk, Lease)>, StoreError> {
+        if Faults::take(&self.faults.claims) {
+            return Err(disk_full());
+        }
+        let claim = self.inner.claim_chunk(owner, now, until, per_batch).await?;
+        if claim.is_some() {
+            self.faults
+                .chunk_claims_granted
+                .fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(claim)
+    }
+    async fn renew_chunk(&self, lease: &Lease, until: i64) -> Result<bool, StoreError> {
+        if Faults::take(&self.faults.renewals) {
+            return Err(disk_full());
+        }
+        self.inner.renew_chunk(lease, until).await
+    }
+    async fn release_chunk(
+        &self,
+        lease: &Lease,
+        not_before: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.inner.release_chunk(lease, not_before).await
+    }
+    async fn finish_chunk(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.finish_chunk(lease).await
+    }
+    async fn chunk_progress(&self, key: &str, now: i64) -> Result<ChunkProgress, StoreError> {
+        self.inner.chunk_progress(key, now).await
+    }
+    async fn revoke_chunks(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.inner.revoke_chunks(lease).await
+    }
+    async fn finished_lines_in(
+        &self,
+        key: &str,
+        first: u64,
+        end: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.inner.finished_lines_in(key, first, end).await
     }
 }
 

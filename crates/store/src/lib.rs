@@ -6,6 +6,7 @@
 //! its row is committed.
 
 mod blob;
+mod chunks;
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
@@ -17,6 +18,7 @@ mod records;
 mod sqlite;
 
 pub use blob::{Blobs, PutOutcome};
+pub use chunks::{Chunk, ChunkProgress, ChunkStore};
 pub use error::{is_full_io, StoreError};
 pub use keys::{utc_day, KeyRecord, KeyStore, SpendFilter, SpendRow, SpendStore, TeamRecord};
 pub use meta::{BatchStats, BatchStore, Deleted, FileStore, LeaseHolder, MetaStore, Page};

@@ -36,7 +36,14 @@ pub struct Page<T> {
 /// right after.
 #[async_trait]
 pub trait MetaStore:
-    FileStore + BatchStore + crate::KeyStore + crate::SpendStore + Send + Sync + std::fmt::Debug
+    FileStore
+    + BatchStore
+    + crate::ChunkStore
+    + crate::KeyStore
+    + crate::SpendStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// Cheap reachability check for readiness probes.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -125,6 +125,36 @@ pub struct Lease {
     pub key: String,
     pub owner: String,
     pub epoch: i64,
+    /// Set for a chunk's lease ([`crate::ChunkStore`]): `owner` and `epoch`
+    /// are then the chunk's, and fence that chunk's journal writes.
+    pub chunk: Option<u64>,
+}
+
+impl Lease {
+    /// A batch's lease.
+    pub fn batch(key: impl Into<String>, owner: impl Into<String>, epoch: i64) -> Lease {
+        Lease {
+            key: key.into(),
+            owner: owner.into(),
+            epoch,
+            chunk: None,
+        }
+    }
+
+    /// A lease of chunk `number` of batch `key`.
+    pub fn chunk(
+        key: impl Into<String>,
+        number: u64,
+        owner: impl Into<String>,
+        epoch: i64,
+    ) -> Lease {
+        Lease {
+            key: key.into(),
+            owner: owner.into(),
+            epoch,
+            chunk: Some(number),
+        }
+    }
 }
 
 impl Transition {

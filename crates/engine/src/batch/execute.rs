@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batchgate_core::{ApiError, BatchStatus, ByteStream, Deployment};
-use batchgate_store::{BatchRecord, Lease, LineResult};
+use batchgate_store::{BatchRecord, Chunk, Lease, LineResult};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -47,13 +47,15 @@ const CONTROL_INTERVAL: Duration = Duration::from_millis(250);
 /// crash can lose.
 const RESULT_QUEUE: usize = 512;
 
+/// Runs the lines of `chunk` (journaled under `lease`, the chunk's).
 pub async fn execute(
     shared: &Arc<Shared>,
     rec: &BatchRecord,
+    chunk: &Chunk,
     lease: &Lease,
     stop: &CancellationToken,
 ) -> Result<Ending, ApiError> {
-    let (deployment, stream, finished) = match prepare(shared, rec).await? {
+    let (deployment, stream, finished) = match prepare(shared, rec, chunk).await? {
         Prepared::Run {
             deployment,
             stream,
@@ -92,7 +94,8 @@ pub async fn execute(
             max_bytes: u64::MAX,
             max_reported_errors: 0,
         }),
-        reader: LineReader::new(stream, MAX_LINE_BYTES),
+        reader: LineReader::starting_at(stream, MAX_LINE_BYTES, chunk.first_line, chunk.offset),
+        end_line: chunk.end_line,
         deployment,
         finished,
         tx,
@@ -131,7 +134,7 @@ enum Prepared {
     Expired,
 }
 
-async fn prepare(shared: &Shared, rec: &BatchRecord) -> Result<Prepared, ApiError> {
+async fn prepare(shared: &Shared, rec: &BatchRecord, chunk: &Chunk) -> Result<Prepared, ApiError> {
     let Some(deployment) = shared.deployment_of(rec) else {
         tracing::warn!(batch = %rec.batch.id, "deployment no longer configured; pausing the batch");
         // An error, not `Stopped`: the runner would re-read the status and
@@ -148,8 +151,11 @@ async fn prepare(shared: &Shared, rec: &BatchRecord) -> Result<Prepared, ApiErro
     if rec.batch.expires_at.is_some_and(|e| shared.gw.now() >= e) {
         return Ok(Prepared::Expired);
     }
-    let finished = shared.gw.store.finished_lines(&rec.key).await?;
-    let Some(stream) = shared.input_stream(rec).await? else {
+    let store = &shared.gw.store;
+    let finished = store
+        .finished_lines_in(&rec.key, chunk.first_line, chunk.end_line)
+        .await?;
+    let Some(stream) = shared.input_stream_from(rec, chunk.offset).await? else {
         return Err(ApiError::internal(
             "the input file of a running batch is gone",
         ));
@@ -170,6 +176,8 @@ struct Dispatch {
     deployment: Arc<Deployment>,
     parser: Validator,
     reader: LineReader,
+    /// One past the chunk's last line: the chunk ends there.
+    end_line: u64,
     finished: HashSet<u64>,
     tx: mpsc::Sender<LineResult>,
     ctl: watch::Receiver<Option<Ending>>,
@@ -216,8 +224,8 @@ impl Dispatch {
             next = self.reader.next_line() => next,
         };
         let line = match next {
-            Ok(Some(line)) => line,
-            Ok(None) => return Err(Ending::Done),
+            Ok(Some(line)) if line.number < self.end_line => line,
+            Ok(_) => return Err(Ending::Done),
             Err(e) => {
                 tracing::error!(batch = %self.batch_id, error = %e, "input read failed mid-batch");
                 return Err(Ending::Stopped);
@@ -352,7 +360,7 @@ async fn control(
 
 /// Whether the key or team owning a batch has spent its budget (a store
 /// error counts as not: the next tick looks again).
-async fn over_budget(shared: &Shared, owner: &batchgate_store::Owner) -> bool {
+pub async fn over_budget(shared: &Shared, owner: &batchgate_store::Owner) -> bool {
     let (key, team) = (owner.key_id.as_deref(), owner.team_id.as_deref());
     matches!(shared.gw.accounts.overspent(key, team).await, Ok(Some(_)))
 }

@@ -5,11 +5,14 @@
 mod adaptive;
 mod api;
 mod breaker;
+mod chunk;
+mod coordinate;
 mod execute;
 mod finalize;
 mod gate;
 mod journal;
 mod limits;
+mod plan;
 mod retry;
 mod runner;
 mod shared;
@@ -83,6 +86,7 @@ impl Engine {
             instance,
             wake: Notify::new(),
             running: supervisor::Running::default(),
+            chunks: supervisor::Running::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             runner_ended: Notify::new(),
         };
@@ -112,7 +116,7 @@ impl Engine {
         let all_ended = async {
             loop {
                 let ended = shared.runner_ended.notified();
-                if shared.running.is_empty() {
+                if shared.running.is_empty() && shared.chunks.is_empty() {
                     return;
                 }
                 ended.await;

@@ -9,11 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use super::execute::{execute, Ending};
-use super::finalize::{fill_unfinished, finalize};
+use super::coordinate::{record, settle_chunks, watch};
+use super::finalize::finalize;
+use super::plan::Planner;
 use super::shared::{Shared, MAX_LINE_BYTES};
-use super::upstream::{budget_line, expired_line};
-use crate::{validate_stream, Outcome, Rules};
+use crate::{validate_stream_with, Outcome, Rules};
 
 use BatchStatus::*;
 
@@ -79,50 +79,22 @@ fn end_phase(span: &Span, r: Result<(), ApiError>) -> Result<(), ApiError> {
     r
 }
 
-/// The `in_progress` phase and what its ending leads to.
+/// The `in_progress` phase: chunks run on every instance; this runner
+/// (the batch's lease holder) watches for the end and moves the batch on.
 async fn in_progress(
     shared: &Arc<Shared>,
     rec: &BatchRecord,
     lease: &Lease,
     stop: &CancellationToken,
 ) -> Result<(), ApiError> {
-    let ending = execute(shared, rec, lease, stop).await?;
-    Span::current().record("batchgate.outcome", ending_name(ending));
-    let key = &rec.key;
-    match ending {
-        Ending::Done => {
-            let t = Transition::new(&[InProgress], Finalizing, shared.gw.now()).fenced(lease);
-            shared.gw.store.transition(key, &t).await?;
-        }
-        Ending::Expired => {
-            fill_unfinished(shared, rec, lease, expired_line).await?;
-            finalize_phase(shared, rec, lease, &[InProgress], Expired).await?;
-        }
-        // Re-read: the status says what happens next.
-        // Every line gets a result; those never sent say why.
-        Ending::BudgetExceeded => {
-            fill_unfinished(shared, rec, lease, budget_line).await?;
-            let t = Transition::new(&[InProgress], Finalizing, shared.gw.now()).fenced(lease);
-            shared.gw.store.transition(key, &t).await?;
-        }
-        Ending::Cancelled | Ending::Stopped | Ending::ShuttingDown => {}
-    }
+    let watched = watch(shared, rec, lease, stop).await?;
+    record(watched);
     Ok(())
 }
 
-fn ending_name(ending: Ending) -> &'static str {
-    match ending {
-        Ending::Done => "done",
-        Ending::Expired => "expired",
-        Ending::Cancelled => "cancelled",
-        Ending::Stopped => "stopped",
-        Ending::BudgetExceeded => "budget_exceeded",
-        Ending::ShuttingDown => "shutting_down",
-    }
-}
-
-/// [`finalize`] in a `batch.finalize` span.
-async fn finalize_phase(
+/// [`finalize`] in a `batch.finalize` span, once no chunk runner can
+/// journal another line.
+pub(super) async fn finalize_phase(
     shared: &Shared,
     rec: &BatchRecord,
     lease: &Lease,
@@ -130,9 +102,12 @@ async fn finalize_phase(
     to: BatchStatus,
 ) -> Result<(), ApiError> {
     let span = phase_span!("batch.finalize", rec);
-    let r = finalize(shared, rec, lease, from, to)
-        .instrument(span.clone())
-        .await;
+    let r = async {
+        settle_chunks(shared, lease).await?;
+        finalize(shared, rec, lease, from, to).await
+    }
+    .instrument(span.clone())
+    .await;
     end_phase(&span, r)
 }
 
@@ -177,7 +152,9 @@ async fn validate(shared: &Shared, rec: &BatchRecord, lease: &Lease) -> Result<(
         max_bytes: settings.max_input_bytes(),
         max_reported_errors: settings.max_reported_errors,
     };
-    let outcome = match validate_stream(stream, rules, MAX_LINE_BYTES).await {
+    let mut planner = Planner::new(settings.chunk_lines);
+    let seen = |line: &crate::RawLine| planner.see(line);
+    let outcome = match validate_stream_with(stream, rules, MAX_LINE_BYTES, seen).await {
         Ok(outcome) => outcome,
         Err(e) => {
             tracing::error!(batch = %rec.batch.id, error = %e, "cannot read the input file");
@@ -187,6 +164,9 @@ async fn validate(shared: &Shared, rec: &BatchRecord, lease: &Lease) -> Result<(
     let t = match outcome {
         Outcome::Valid { lines } => {
             Span::current().record("batchgate.outcome", "valid");
+            // Planned before the batch runs, so a running batch always has
+            // its chunks (a crash in between re-validates and plans again).
+            store.plan_chunks(lease, &planner.finish()).await?;
             Transition::new(&[Validating], InProgress, now())
                 .with_total(lines)
                 .fenced(lease)

@@ -30,6 +30,8 @@ pub struct Shared {
     pub wake: Notify,
     /// The batches this process runs.
     pub running: super::supervisor::Running,
+    /// The chunks (of any instance's batches) this process runs.
+    pub chunks: super::supervisor::Running,
     /// Fired once on a graceful stop: no more claims, no new lines sent,
     /// in-flight lines finish and are journaled.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -75,6 +77,15 @@ impl Shared {
 
     /// The batch's input bytes, streamed from the blob store.
     pub async fn input_stream(&self, rec: &BatchRecord) -> Result<Option<ByteStream>, ApiError> {
+        self.input_stream_from(rec, 0).await
+    }
+
+    /// The batch's input bytes from byte `offset` on (a chunk's part).
+    pub async fn input_stream_from(
+        &self,
+        rec: &BatchRecord,
+        offset: u64,
+    ) -> Result<Option<ByteStream>, ApiError> {
         // Expiry does not matter here: a running batch keeps its input.
         let Some(file) = self.gw.store.get_file(&rec.input_key, i64::MIN).await? else {
             return Ok(None);
@@ -82,7 +93,6 @@ impl Shared {
         let Some(path) = file.blob_path else {
             return Ok(None);
         };
-        let (_, stream) = self.gw.blobs.get_stream(&path).await?;
-        Ok(Some(stream))
+        Ok(Some(self.gw.blobs.get_stream_from(&path, offset).await?))
     }
 }

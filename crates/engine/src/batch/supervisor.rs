@@ -1,20 +1,29 @@
-//! Finds batches that need running and keeps each one leased to this
-//! process while it runs. Leases are what let several gateway instances
-//! share one store: a batch whose holder died is taken over once its lease
-//! runs out, under a new epoch that fences the old holder's writes.
+//! Finds batches that need running, and chunks of running batches, and
+//! keeps each one leased to this process while it runs. Leases are what
+//! let several gateway instances share one store: a batch's holder
+//! validates, watches and finalizes it, while every instance runs chunks
+//! of its lines; a batch or chunk whose holder died is taken over once its
+//! lease runs out, under a new epoch that fences the old holder's writes.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use batchgate_store::Lease;
+use batchgate_store::{BatchRecord, Chunk, Lease};
 use tokio_util::sync::CancellationToken;
 
+use super::chunk::run_chunk;
 use super::runner::run;
 use super::shared::Shared;
 
 /// Batches one process runs at once; the rest wait their turn.
 const MAX_RUNNING: usize = 64;
+/// Chunks one process runs at once, over all batches.
+const MAX_CHUNKS: usize = 64;
+/// Chunks of one batch one process runs at once: two keep its share of
+/// the deployment's slots busy while one chunk's last lines finish, and
+/// leave the batch's other chunks to the other instances.
+const CHUNKS_PER_BATCH: u64 = 2;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// The batches this process runs, by key: a second runner for one batch is
@@ -54,6 +63,7 @@ pub async fn supervise(shared: Arc<Shared>) {
     }
     while !shared.shutdown.is_cancelled() {
         claim_while_room(&shared).await;
+        claim_chunks_while_room(&shared).await;
         tokio::select! {
             _ = shared.wake.notified() => {}
             _ = shared.shutdown.cancelled() => {}
@@ -92,6 +102,38 @@ async fn claim_while_room(shared: &Arc<Shared>) {
     }
 }
 
+/// Claims chunks of running batches (this process's own or any other
+/// instance's) until none is free or this process runs its maximum.
+async fn claim_chunks_while_room(shared: &Arc<Shared>) {
+    while shared.chunks.len() < MAX_CHUNKS && !shared.shutdown.is_cancelled() {
+        let now = shared.gw.now();
+        let until = now.saturating_add(lease_secs(shared));
+        let store = &shared.gw.store;
+        match store
+            .claim_chunk(&shared.instance, now, until, CHUNKS_PER_BATCH)
+            .await
+        {
+            Ok(Some((rec, chunk, lease))) => {
+                if !shared.chunks.start(&chunk_key(&lease)) {
+                    tracing::warn!(batch = %rec.batch.id, chunk = chunk.number, "chunk already running here; not starting a second runner");
+                    continue;
+                }
+                tracing::debug!(batch = %rec.batch.id, chunk = chunk.number, epoch = lease.epoch, "running chunk");
+                tokio::spawn(run_leased_chunk(shared.clone(), rec, chunk, lease, until));
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim chunks");
+                return;
+            }
+        }
+    }
+}
+
+fn chunk_key(lease: &Lease) -> String {
+    format!("{}#{}", lease.key, lease.chunk.unwrap_or_default())
+}
+
 fn lease_secs(shared: &Shared) -> i64 {
     i64::try_from(shared.gw.batch.lease_seconds.max(3)).unwrap_or(30)
 }
@@ -124,7 +166,32 @@ async fn run_leased(shared: Arc<Shared>, lease: Lease, until: i64) {
     shared.runner_ended.notify_waiters();
 }
 
-/// Renews the lease every third of its length. A runner that cannot
+async fn run_leased_chunk(
+    shared: Arc<Shared>,
+    rec: BatchRecord,
+    chunk: Chunk,
+    lease: Lease,
+    until: i64,
+) {
+    let stop = CancellationToken::new();
+    let beat = heartbeat(shared.clone(), lease.clone(), until, stop.clone());
+    let heartbeat = tokio::spawn(beat);
+    let result = run_chunk(shared.clone(), &rec, &chunk, &lease, stop.clone()).await;
+    heartbeat.abort();
+    stop.cancel();
+    if let Err(e) = result {
+        // The lease is kept until it lapses, as a failed batch runner's
+        // is: a chunk that keeps failing (its deployment gone from the
+        // config, the store down) is retried once per lease period, not in
+        // a tight loop. Whoever takes it then skips its journaled lines.
+        tracing::warn!(batch = %rec.batch.id, chunk = chunk.number, error = %e, "chunk runner failed; will retry");
+    }
+    shared.chunks.end(&chunk_key(&lease));
+    shared.wake.notify_one();
+    shared.runner_ended.notify_waiters();
+}
+
+/// Renews the lease (a batch's or a chunk's) every third of its length. A runner that cannot
 /// confirm its lease before it runs out stops: past that point another
 /// instance may hold the batch, and the fence would refuse its writes
 /// anyway — stopping first also stops it sending.
@@ -134,7 +201,11 @@ async fn heartbeat(shared: Arc<Shared>, lease: Lease, mut until: i64, stop: Canc
     loop {
         tokio::time::sleep(period).await;
         let next = shared.gw.now().saturating_add(secs);
-        match shared.gw.store.renew_lease(&lease, next).await {
+        let renewed = match lease.chunk {
+            None => shared.gw.store.renew_lease(&lease, next).await,
+            Some(_) => shared.gw.store.renew_chunk(&lease, next).await,
+        };
+        match renewed {
             Ok(true) => until = next,
             Ok(false) => {
                 tracing::warn!(batch_key = %lease.key, "lease lost; stopping this runner");

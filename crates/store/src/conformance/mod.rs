@@ -11,6 +11,7 @@
 //! or the same one after a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chunks;
 mod files;
 mod journal;
 mod keys;
@@ -24,6 +25,7 @@ use futures::future::BoxFuture;
 
 use crate::{LineResult, MetaStore};
 
+pub use chunks::*;
 pub use files::*;
 pub use journal::*;
 pub use keys::*;
@@ -103,6 +105,11 @@ macro_rules! conformance_tests {
             expiry_spares_the_inputs_of_running_batches,
             batch_listings_filter_by_model,
             keys_and_teams_round_trip,
+            chunks_are_planned_once_and_claimed_only_while_running,
+            instances_race_for_chunks,
+            an_instance_takes_a_bounded_share_of_each_batch,
+            a_stale_chunk_lease_can_never_write,
+            chunks_are_released_and_end_with_their_batch,
             budget_resets_restart_periods_and_saturate,
         );
     };

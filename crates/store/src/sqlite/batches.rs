@@ -198,11 +198,11 @@ impl BatchStore for SqliteStore {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let lease = Lease {
-            key: row.try_get("key")?,
-            owner: owner.to_string(),
-            epoch: row.try_get("lease_epoch")?,
-        };
+        let lease = Lease::batch(
+            row.try_get::<String, _>("key")?,
+            owner,
+            row.try_get::<i64, _>("lease_epoch")?,
+        );
         Ok(Some((batch_from_row(row)?, lease)))
     }
 
@@ -233,12 +233,16 @@ impl BatchStore for SqliteStore {
     }
 
     async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
-        )
-        .bind(owner)
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        for table in ["batches", "batch_chunks"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
+            ))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -379,10 +383,12 @@ impl BatchStore for SqliteStore {
         for file in [output, error].into_iter().flatten() {
             insert_file_on(&mut *tx, file).await?;
         }
-        sqlx::query("DELETE FROM batch_results WHERE batch_key = ?")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        for table in ["batch_results", "batch_chunks"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE batch_key = ?"))
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(row)
     }
@@ -391,19 +397,35 @@ impl BatchStore for SqliteStore {
 /// Fails with [`StoreError::LeaseLost`] unless `lease` (when given) still
 /// holds its batch. Run first in a write transaction, so nothing the
 /// transaction writes can land under a lease that lost the batch.
-async fn check_fence(
+pub(super) async fn check_fence(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     lease: Option<&Lease>,
 ) -> Result<(), StoreError> {
     let Some(lease) = lease else { return Ok(()) };
-    let held: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM batches WHERE key = ? AND lease_owner = ? AND lease_epoch = ?",
-    )
-    .bind(&lease.key)
-    .bind(&lease.owner)
-    .bind(lease.epoch)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let held: Option<i64> = match lease.chunk {
+        None => {
+            sqlx::query_scalar(
+                "SELECT 1 FROM batches WHERE key = ? AND lease_owner = ? AND lease_epoch = ?",
+            )
+            .bind(&lease.key)
+            .bind(&lease.owner)
+            .bind(lease.epoch)
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+        Some(chunk) => {
+            sqlx::query_scalar(
+                "SELECT 1 FROM batch_chunks WHERE batch_key = ? AND chunk_no = ? \
+                 AND lease_owner = ? AND lease_epoch = ?",
+            )
+            .bind(&lease.key)
+            .bind(int(chunk))
+            .bind(&lease.owner)
+            .bind(lease.epoch)
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+    };
     match held {
         Some(_) => Ok(()),
         None => Err(StoreError::LeaseLost),
@@ -462,7 +484,7 @@ fn timestamp_column(s: BatchStatus) -> Option<&'static str> {
     })
 }
 
-fn int(n: u64) -> i64 {
+pub(super) fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -486,7 +508,7 @@ fn from_json<T: serde::de::DeserializeOwned>(
         .transpose()
 }
 
-fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, StoreError> {
+pub(super) fn batch_from_row(r: &SqliteRow) -> Result<BatchRecord, StoreError> {
     let status: String = r.try_get("status")?;
     let status = BatchStatus::parse(&status)
         .ok_or_else(|| StoreError::Corrupt(format!("batch status {status:?}")))?;

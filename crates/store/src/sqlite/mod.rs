@@ -1,6 +1,7 @@
 //! The embedded default: SQLite in WAL mode through sqlx.
 
 mod batches;
+mod chunks;
 mod files;
 mod keys;
 mod spend;
