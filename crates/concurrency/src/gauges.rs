@@ -27,11 +27,14 @@ const KV_FULL: f64 = 0.95;
 /// Ticks (2 s) that other clients count as present after they were last
 /// seen: an interactive user between two requests is still there.
 const OTHERS_MEMORY: u32 = 8;
+/// Ticks (2 s) a raise may take to show on the server before growth goes
+/// on regardless.
+const RAISE_SEEN_WITHIN: u32 = 8;
 /// Ticks (10 s) between probes for a grown server while sharing it: a probe
 /// may make one of the others' requests wait.
 const SHARED_PROBE_EVERY: u32 = 40;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Gauges {
     /// Whether a queue was ever seen: until then the limit doubles.
     seen_queue: bool,
@@ -46,6 +49,39 @@ pub(crate) struct Gauges {
     since_probe: u32,
     /// The last tick probed for room while sharing.
     probing: bool,
+    /// The last raise, until it is seen on the server; forgotten when the
+    /// limit is cut.
+    raised_at: Option<Raise>,
+}
+
+impl Default for Gauges {
+    fn default() -> Gauges {
+        Gauges {
+            seen_queue: false,
+            streak: 0,
+            capacity: None,
+            others: 0,
+            since_probe: 0,
+            probing: false,
+            // The initial limit counts as a raise from nothing: until the
+            // server shows some of it, it has not seen the first requests.
+            raised_at: Some(Raise {
+                held: 0.0,
+                growth: 1.0,
+                ticks: 0,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Raise {
+    /// What the server held (running and waiting) then.
+    held: f64,
+    /// The new limit over the old.
+    growth: f64,
+    /// Ticks since.
+    ticks: u32,
 }
 
 /// The queue aimed for when alone: at least one request.
@@ -86,10 +122,12 @@ impl Gauges {
 
     /// Alone: a full batch and a small queue.
     fn fill(&mut self, limit: usize, obs: &Observation, load: ServerLoad) -> usize {
+        let total = load.running + load.waiting;
         let target = target_queue(load.running);
         if load.waiting > target {
             self.seen_queue = true;
             self.streak = 0;
+            self.raised_at = None;
             return fit(limit, obs.in_flight, load, load.waiting - target);
         }
         let kv = load.kv_cache_usage.unwrap_or(0.0);
@@ -97,10 +135,37 @@ impl Gauges {
             self.streak = 0;
             return limit;
         }
-        if !self.seen_queue && kv < KV_HIGH {
-            return limit.saturating_mul(slow_start_factor(load.kv_cache_usage));
+        if !self.raise_seen(total) {
+            return limit;
         }
-        self.grow(limit)
+        let next = if !self.seen_queue && kv < KV_HIGH {
+            limit.saturating_mul(slow_start_factor(load.kv_cache_usage))
+        } else {
+            self.grow(limit)
+        };
+        self.raised_at = Some(Raise {
+            held: total,
+            growth: next as f64 / limit.max(1) as f64,
+            ticks: 0,
+        });
+        next
+    }
+
+    /// Whether the server shows the last raise: what it holds grew by at
+    /// least half as much, relatively, as the limit did. Until then the
+    /// requests the raise let through are still on their way (a busy
+    /// gateway, a slow network), and a server that has not seen them yet
+    /// would look like room for more. Relative, because with a long way to
+    /// the server only a share of our requests are on it at any time. A
+    /// raise not seen within [`RAISE_SEEN_WITHIN`] ticks no longer holds
+    /// growth back (the server's load moved for other reasons).
+    fn raise_seen(&mut self, total: f64) -> bool {
+        let Some(raise) = self.raised_at.as_mut() else {
+            return true;
+        };
+        raise.ticks += 1;
+        let expected = raise.held * (1.0 + (raise.growth - 1.0) / 2.0);
+        (total > raise.held && total >= expected) || raise.ticks > RAISE_SEEN_WITHIN
     }
 
     /// With others: one free place, no queue. Room beyond it is filled; a
@@ -118,6 +183,7 @@ impl Gauges {
         let probed = std::mem::take(&mut self.probing);
         if room < 0.0 && !(probed && grew) {
             self.streak = 0;
+            self.raised_at = None;
             self.since_probe = 0;
             return fit(limit, obs.in_flight, load, -room);
         }
@@ -213,7 +279,28 @@ mod tests {
         assert_eq!(g.next(128, &busy(128), load(100.0, 28.0)), 102);
         // After a queue, growth is gentle and accelerates while it lasts.
         assert_eq!(g.next(102, &busy(102), load(100.0, 0.0)), 105);
-        assert_eq!(g.next(105, &busy(105), load(100.0, 0.0)), 111);
+        assert_eq!(g.next(105, &busy(105), load(105.0, 0.0)), 111);
+    }
+
+    #[test]
+    fn a_raise_the_server_has_not_seen_yet_is_not_room() {
+        let mut g = Gauges::default();
+        assert_eq!(g.next(64, &busy(64), load(64.0, 0.0)), 128);
+        // Raised to 128, but the server has seen none of the new ones yet:
+        // no queue, and no reason to double again.
+        assert_eq!(g.next(128, &busy(128), load(64.0, 0.0)), 128);
+        assert_eq!(g.next(128, &busy(128), load(64.0, 0.0)), 128);
+        // Once it holds more, the raise has arrived: growth goes on.
+        assert_eq!(g.next(128, &busy(128), load(128.0, 0.0)), 256);
+        // A raise that never shows holds growth back for a while only.
+        let held_back = (0..RAISE_SEEN_WITHIN)
+            .filter(|_| g.next(256, &busy(256), load(100.0, 0.0)) == 256)
+            .count();
+        assert_eq!(held_back as u32, RAISE_SEEN_WITHIN);
+        assert_eq!(g.next(256, &busy(256), load(100.0, 0.0)), 512);
+        // A cut forgets the raise.
+        assert_eq!(g.next(512, &busy(512), load(100.0, 412.0)), 102);
+        assert_eq!(g.next(102, &busy(102), load(100.0, 0.0)), 105);
     }
 
     #[test]
@@ -268,10 +355,13 @@ mod tests {
         assert_eq!(g.next(7, &busy(7), load(7.0, 0.0)), 7);
         // … until they have been gone for a while: then the queue target
         // comes back.
-        for _ in 0..OTHERS_MEMORY {
-            g.next(7, &busy(7), load(7.0, 0.0));
+        let mut ticks = 0;
+        while g.next(7, &busy(7), load(7.0, 0.0)) == 7 {
+            ticks += 1;
         }
-        assert!(g.next(7, &busy(7), load(7.0, 0.0)) > 7);
+        // Remembered for OTHERS_MEMORY ticks since last seen, three of
+        // which went by above.
+        assert_eq!(ticks, OTHERS_MEMORY - 3);
     }
 
     #[test]

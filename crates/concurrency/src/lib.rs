@@ -281,12 +281,16 @@ mod tests {
             min: 2,
             max: 6,
         });
-        let idle = ServerLoad::default();
         for i in 0..10 {
+            // Every request of ours runs, none waits: room to grow.
+            let running = ServerLoad {
+                running: c.limit() as f64,
+                ..ServerLoad::default()
+            };
             let obs = Observation {
                 in_flight: c.limit(),
                 saturated: true,
-                load: Some(idle),
+                load: Some(running),
             };
             c.tick(Duration::from_millis(250 * i), obs);
         }

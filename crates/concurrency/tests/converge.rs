@@ -178,6 +178,27 @@ fn two_gateways_share_one_server_without_a_queue() {
     assert!((460..=600).contains(&total), "{total} {m:?}");
 }
 
+/// Requests that take longer than a tick to reach the server (a busy
+/// gateway, a slow network) are not room: the limit doubles past the
+/// capacity at most once before the first queue shows, and the server is
+/// then kept full without a standing queue.
+#[test]
+fn a_slow_way_to_the_server_does_not_flood_it() {
+    for c in CAPACITIES {
+        let s = Spec {
+            to_server: Duration::from_millis(400),
+            ..Spec::new(c, 1000)
+        };
+        let mut sim = Sim::new(s, Feed::Gauges, Settings::with_ceiling(CEILING), 9);
+        let m = sim.measure(secs(30));
+        assert!(m.max_waiting <= c + 2, "C={c}: {m:?}");
+        sim.run(secs(60));
+        let m = sim.measure(secs(60));
+        assert!(m.throughput >= 0.9 * s.ideal(), "C={c}: {m:?}");
+        assert!(m.avg_waiting <= (0.1 * c as f64).max(2.0), "C={c}: {m:?}");
+    }
+}
+
 /// The checks above can fail: today's fixed 64 floods a small server and
 /// starves a big one.
 #[test]

@@ -6,7 +6,7 @@
 //! capacity)` (`running` counted when it starts), times a seeded noise
 //! factor. Clients are either adaptive (a [`Controller`] with an endless
 //! backlog) or fixed (a closed loop keeping N requests outstanding: another
-//! tenant). Requests and answers each take half a round trip on the wire.
+//! tenant). Requests and answers each take some time on the wire.
 #![allow(dead_code)]
 
 use std::cmp::Reverse;
@@ -23,6 +23,10 @@ pub struct Spec {
     pub slowdown: f64,
     /// Each run time is scaled by a uniform factor in `1 ± noise`.
     pub noise: f64,
+    /// From a client to the server (the wire, or a busy client)…
+    pub to_server: Duration,
+    /// … and back.
+    pub to_client: Duration,
 }
 
 impl Spec {
@@ -32,6 +36,8 @@ impl Spec {
             latency: Duration::from_millis(latency_ms),
             slowdown: 0.2,
             noise: 0.1,
+            to_server: Duration::from_micros(500),
+            to_client: Duration::from_micros(500),
         }
     }
 
@@ -55,6 +61,8 @@ pub struct Measured {
     pub throughput: f64,
     pub avg_waiting: f64,
     pub avg_running: f64,
+    /// The longest queue seen.
+    pub max_waiting: usize,
     /// The limit of adaptive client 0, time-averaged.
     pub avg_limit: f64,
     /// Its limit at the end.
@@ -101,10 +109,14 @@ struct Acc {
     running: f64,
     limit: f64,
     completed: u64,
+    max_waiting: usize,
 }
 
 const TICK: u64 = 250_000_000;
-const HALF_RTT: u64 = 500_000;
+
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos() as u64
+}
 
 #[derive(Debug)]
 pub struct Sim {
@@ -228,6 +240,7 @@ impl Sim {
             avg_waiting: self.acc.waiting / secs,
             avg_running: self.acc.running / secs,
             avg_limit: self.acc.limit / secs,
+            max_waiting: self.acc.max_waiting,
             limit: self.clients.first().map_or(0, Client::limit),
         }
     }
@@ -250,11 +263,12 @@ impl Sim {
             Event::Arrive(r) => {
                 self.waiting.push_back(r);
                 self.admit();
+                self.acc.max_waiting = self.acc.max_waiting.max(self.waiting.len());
             }
             Event::Finish(r) => {
                 self.running -= 1;
                 self.acc.completed += 1;
-                self.at(self.now + HALF_RTT, Event::Receive(r));
+                self.at(self.now + nanos(self.spec.to_client), Event::Receive(r));
                 self.admit();
             }
             Event::Receive(r) => self.receive(r),
@@ -307,7 +321,7 @@ impl Sim {
                 epoch: c.ctl.as_ref().map_or(0, Controller::epoch),
                 concurrency: c.in_flight,
             };
-            self.at(self.now + HALF_RTT, Event::Arrive(req));
+            self.at(self.now + nanos(self.spec.to_server), Event::Arrive(req));
         }
     }
 
