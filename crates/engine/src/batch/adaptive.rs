@@ -51,6 +51,7 @@ impl Pacer {
         };
         // Exported from the start so dashboards see the limit, not "no data".
         pacer.export(pacer.ctl().status());
+        metrics::gauge!("batchgate_deployment_concurrency_ceiling", &pacer.labels()).set(n as f64);
         Arc::new(pacer)
     }
 
@@ -60,6 +61,26 @@ impl Pacer {
 
     pub fn limit(&self) -> usize {
         self.ctl().limit()
+    }
+
+    /// This instance's share of the deployment's `max_parallel_requests`
+    /// (all of it alone): the ceiling of an adaptive limit, the limit
+    /// itself of a fixed one. Returns the limit now.
+    pub fn set_share(&self, share: usize) -> usize {
+        let min = if self.deployment.adaptive_concurrency {
+            1
+        } else {
+            share
+        };
+        let status = {
+            let mut ctl = self.ctl();
+            ctl.set_bounds(min, share);
+            ctl.status()
+        };
+        metrics::gauge!("batchgate_deployment_concurrency_ceiling", &self.labels())
+            .set(share as f64);
+        self.export(status);
+        status.limit
     }
 
     /// A request is being sent: call [`Sending::answered`] when the server

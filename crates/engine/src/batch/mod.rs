@@ -9,6 +9,7 @@ mod chunk;
 mod coordinate;
 mod execute;
 mod finalize;
+mod fleet;
 mod gate;
 mod journal;
 mod limits;
@@ -75,6 +76,11 @@ impl Engine {
             gw.batch.outage_threshold,
             gw.clock.clone(),
         )?;
+        let limits = if gw.store.is_shared() {
+            limits.for_fleet()
+        } else {
+            limits
+        };
         let shared = shared::Shared {
             prices,
             ended: moka::future::Cache::new(ENDED_CACHE),
@@ -96,11 +102,19 @@ impl Engine {
     }
 
     /// Starts the supervisor that claims and runs batches (resuming any a
-    /// previous process left unfinished).
+    /// previous process left unfinished), and the fleet heartbeat that
+    /// shares each deployment's `max_parallel_requests` with the other
+    /// instances on the same store.
     /// Dropping the handle stops it (use [`Engine::shutdown`] for a
     /// graceful stop first).
     pub fn start(&self) -> crate::Background {
-        crate::Background::spawn(supervisor::supervise(self.shared.clone()))
+        let shared = self.shared.clone();
+        crate::Background::spawn(async move {
+            tokio::join!(
+                supervisor::supervise(shared.clone()),
+                fleet::heartbeat(shared)
+            );
+        })
     }
 
     /// Stops gracefully: claims no more batches, sends no new lines, lets
