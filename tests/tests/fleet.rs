@@ -247,6 +247,25 @@ async fn max_parallel_requests_holds_for_the_whole_fleet() {
     let fleet = Fleet::start_with(&mock, &params, 100).await;
     let n = 3_000;
     let batch = fleet.batch(n).await;
+    // Any instance's `/fleet` lists all three working on the model, each
+    // with a share of the limit.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, view) = fleet.gateways[2].get("/fleet").await.unwrap();
+        assert_eq!(status, 200, "{view}");
+        let working = view["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["models"] == serde_json::json!([MODEL]))
+            .count();
+        let ceiling = &view["deployments"][0]["concurrency"]["ceiling"];
+        if working == 3 && ceiling == 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let done = fleet.gateways[1].wait_batch(&batch, WAIT).await.unwrap();
     assert_eq!(done["status"], "completed", "{done}");
     let load = mock.load();

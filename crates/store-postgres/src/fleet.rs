@@ -39,21 +39,32 @@ impl FleetStore for PostgresStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let rows: Vec<PresenceRow> = sqlx::query_as(
-            "SELECT instance, model, heartbeat_at FROM fleet_presence \
-             WHERE heartbeat_at >= $1 ORDER BY model, instance",
-        )
-        .bind(live_since)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows: Vec<PresenceRow> = sqlx::query_as(PRESENCE)
+            .bind(live_since)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Presence {
-                instance: r.instance,
-                model: r.model,
-                heartbeat_at: r.heartbeat_at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(Presence::from).collect())
+    }
+
+    async fn presence(&self, live_since: i64) -> Result<Vec<Presence>, StoreError> {
+        let rows: Vec<PresenceRow> = sqlx::query_as(PRESENCE)
+            .bind(live_since)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(Presence::from).collect())
+    }
+}
+
+const PRESENCE: &str = "SELECT instance, model, heartbeat_at FROM fleet_presence \
+     WHERE heartbeat_at >= $1 ORDER BY model, instance";
+
+impl From<PresenceRow> for Presence {
+    fn from(r: PresenceRow) -> Presence {
+        Presence {
+            instance: r.instance,
+            model: r.model,
+            heartbeat_at: r.heartbeat_at,
+        }
     }
 }

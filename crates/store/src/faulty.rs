@@ -311,4 +311,8 @@ impl FleetStore for FaultyStore {
             .heartbeat(instance, models, now, live_since)
             .await
     }
+
+    async fn presence(&self, live_since: i64) -> Result<Vec<Presence>, StoreError> {
+        self.inner.presence(live_since).await
+    }
 }

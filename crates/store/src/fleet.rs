@@ -38,4 +38,8 @@ pub trait FleetStore: Send + Sync {
         now: i64,
         live_since: i64,
     ) -> Result<Vec<Presence>, StoreError>;
+
+    /// Every presence heartbeat at or after `live_since`, as
+    /// [`FleetStore::heartbeat`] returns them, without beating.
+    async fn presence(&self, live_since: i64) -> Result<Vec<Presence>, StoreError>;
 }

@@ -14,7 +14,7 @@ use batchgate_store::Presence;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::adaptive::{Pacer, TICK};
+use super::adaptive::{Concurrency, Pacer, TICK};
 use super::breaker::{Breaker, UpstreamProbe};
 use super::fleet;
 use super::gate::{Gate, Pass};
@@ -235,6 +235,18 @@ impl Limits {
         if let Some(g) = self.groups.get(model) {
             g.close();
         }
+    }
+
+    /// The concurrency of every deployment, by id.
+    pub fn concurrency(&self) -> Vec<(String, Concurrency)> {
+        let mut out: Vec<_> = self
+            .groups
+            .values()
+            .flat_map(|g| &g.replicas)
+            .map(|r| (r.deployment.id.clone(), r.pacer.concurrency()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Upstream slots taken per deployment id: the lines in flight there.

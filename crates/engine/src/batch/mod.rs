@@ -31,6 +31,7 @@ use batchgate_config::BatchSettings;
 
 use crate::gateway::Gateway;
 use crate::{Accounts, Catalog, LocalFiles};
+pub use adaptive::Concurrency;
 pub use limits::PausedDeployment;
 pub use upstream::{success_line, RetryPolicy};
 pub use upstreams::Upstreams;
@@ -158,6 +159,21 @@ impl Engine {
     /// runs.
     pub fn in_flight(&self) -> Vec<(String, usize)> {
         self.shared.limits.in_flight()
+    }
+
+    /// Each deployment's concurrency limit, ceiling and measurements, by
+    /// id.
+    pub fn concurrency(&self) -> Vec<(String, Concurrency)> {
+        self.shared.limits.concurrency()
+    }
+
+    /// The instances working on each model group now (on a shared store;
+    /// none on one no other instance uses), as their heartbeats say.
+    pub async fn fleet_presence(
+        &self,
+    ) -> Result<Vec<batchgate_store::Presence>, batchgate_store::StoreError> {
+        let since = self.shared.gw.now().saturating_sub(fleet::LIVE_FOR);
+        self.shared.gw.store.presence(since).await
     }
 
     /// The name this process holds batch leases under.

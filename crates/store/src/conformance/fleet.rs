@@ -58,4 +58,7 @@ pub async fn heartbeats_show_who_works_on_what(b: &Backend) {
     assert_eq!(seen, [presence("inst-a", "m1", 120)], "{name}");
     let seen = other.heartbeat("inst-b", &[], 121, 0).await.unwrap();
     assert_eq!(seen, [presence("inst-a", "m1", 120)], "{name}");
+    // Read without beating: the same, from any handle.
+    assert_eq!(other.presence(0).await.unwrap(), seen, "{name}");
+    assert!(other.presence(121).await.unwrap().is_empty(), "{name}");
 }

@@ -2,6 +2,7 @@
 //! contract as on a shared database.
 
 use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::SqliteStore;
@@ -31,22 +32,30 @@ impl FleetStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let rows = sqlx::query(
-            "SELECT instance, model, heartbeat_at FROM fleet_presence \
-             WHERE heartbeat_at >= ? ORDER BY model, instance",
-        )
-        .bind(live_since)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(PRESENCE)
+            .bind(live_since)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Presence {
-                    instance: r.try_get("instance")?,
-                    model: r.try_get("model")?,
-                    heartbeat_at: r.try_get("heartbeat_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(presence).collect()
     }
+
+    async fn presence(&self, live_since: i64) -> Result<Vec<Presence>, StoreError> {
+        let rows = sqlx::query(PRESENCE)
+            .bind(live_since)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(presence).collect()
+    }
+}
+
+const PRESENCE: &str = "SELECT instance, model, heartbeat_at FROM fleet_presence \
+     WHERE heartbeat_at >= ? ORDER BY model, instance";
+
+fn presence(r: &SqliteRow) -> Result<Presence, StoreError> {
+    Ok(Presence {
+        instance: r.try_get("instance")?,
+        model: r.try_get("model")?,
+        heartbeat_at: r.try_get("heartbeat_at")?,
+    })
 }
