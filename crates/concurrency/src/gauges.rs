@@ -290,8 +290,9 @@ mod tests {
         // no queue, and no reason to double again.
         assert_eq!(g.next(128, &busy(128), load(64.0, 0.0)), 128);
         assert_eq!(g.next(128, &busy(128), load(64.0, 0.0)), 128);
-        // Once it holds more, the raise has arrived: growth goes on.
-        assert_eq!(g.next(128, &busy(128), load(128.0, 0.0)), 256);
+        // Once it holds half as much more (running and waiting), the raise
+        // has arrived: growth goes on.
+        assert_eq!(g.next(128, &busy(128), load(95.0, 1.0)), 256);
         // A raise that never shows holds growth back for a while only.
         let held_back = (0..RAISE_SEEN_WITHIN)
             .filter(|_| g.next(256, &busy(256), load(100.0, 0.0)) == 256)

@@ -45,13 +45,80 @@ enum Phase {
     Member { idle: u32 },
 }
 
+/// This instance's standing with each model group, decided beat by beat.
+/// Pure (time is passed in), so its rules are tested without a store.
+#[derive(Debug, Default)]
+struct Membership {
+    phases: HashMap<String, Phase>,
+}
+
+impl Membership {
+    /// Before a beat: groups with work (`busy`) join from `now`; groups
+    /// without work for [`LEAVE_AFTER_IDLE_BEATS`], or still joining,
+    /// leave. Returns those that left (to close).
+    fn before_beat(&mut self, busy: &[String], now: Instant) -> Vec<String> {
+        let mut left = Vec::new();
+        self.phases.retain(|model, phase| {
+            let keep = match phase {
+                _ if busy.contains(model) => {
+                    if let Phase::Member { idle } = phase {
+                        *idle = 0;
+                    }
+                    true
+                }
+                Phase::Member { idle } => {
+                    *idle += 1;
+                    *idle < LEAVE_AFTER_IDLE_BEATS
+                }
+                Phase::Joining(_) => false,
+            };
+            if !keep {
+                left.push(model.clone());
+            }
+            keep
+        });
+        for model in busy {
+            self.phases
+                .entry(model.clone())
+                .or_insert(Phase::Joining(now));
+        }
+        left.sort();
+        left
+    }
+
+    /// The groups to declare in the beat.
+    fn declared(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.phases.keys().cloned().collect();
+        out.sort();
+        out
+    }
+
+    /// After a beat that succeeded at `now`: the groups that may send (with
+    /// their share of the fleet just read) — members, and those that have
+    /// been joining for [`JOIN_AFTER`], which become members.
+    fn after_beat(&mut self, now: Instant) -> Vec<String> {
+        let mut open = Vec::new();
+        for (model, phase) in self.phases.iter_mut() {
+            if let Phase::Joining(since) = *phase {
+                if now.duration_since(since) < JOIN_AFTER {
+                    continue;
+                }
+                *phase = Phase::Member { idle: 0 };
+            }
+            open.push(model.clone());
+        }
+        open.sort();
+        open
+    }
+}
+
 /// Runs until shutdown (only on a shared store), then leaves every group
 /// so the others take its share at their next beat.
 pub async fn heartbeat(shared: Arc<Shared>) {
     if !shared.gw.store.is_shared() {
         return;
     }
-    let mut phases: HashMap<String, Phase> = HashMap::new();
+    let mut membership = Membership::default();
     let mut every = tokio::time::interval(BEAT);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -60,53 +127,18 @@ pub async fn heartbeat(shared: Arc<Shared>) {
             _ = shared.limits.knock().notified() => {}
             _ = shared.shutdown.cancelled() => break,
         }
-        update_phases(&shared, &mut phases);
-        let declared: Vec<String> = phases.keys().cloned().collect();
-        let Some(present) = beat(&shared, &declared).await else {
+        let busy = shared.limits.busy_models();
+        for model in membership.before_beat(&busy, Instant::now()) {
+            shared.limits.close(&model);
+        }
+        let Some(present) = beat(&shared, &membership.declared()).await else {
             continue;
         };
-        let now = Instant::now();
-        for (model, phase) in phases.iter_mut() {
-            if let Phase::Joining(since) = *phase {
-                if now.duration_since(since) < JOIN_AFTER {
-                    continue;
-                }
-                *phase = Phase::Member { idle: 0 };
-            }
-            shared.limits.open(model, &shared.instance, &present);
+        for model in membership.after_beat(Instant::now()) {
+            shared.limits.open(&model, &shared.instance, &present);
         }
     }
     beat(&shared, &[]).await;
-}
-
-/// Groups with work join (from now); groups without work for
-/// [`LEAVE_AFTER_IDLE_BEATS`] (or still joining) leave and close.
-fn update_phases(shared: &Shared, phases: &mut HashMap<String, Phase>) {
-    let busy = shared.limits.busy_models();
-    phases.retain(|model, phase| {
-        let keep = match phase {
-            _ if busy.contains(model) => {
-                if let Phase::Member { idle } = phase {
-                    *idle = 0;
-                }
-                true
-            }
-            Phase::Member { idle } => {
-                *idle += 1;
-                *idle < LEAVE_AFTER_IDLE_BEATS
-            }
-            Phase::Joining(_) => false,
-        };
-        if !keep {
-            shared.limits.close(model);
-        }
-        keep
-    });
-    for model in busy {
-        phases
-            .entry(model)
-            .or_insert_with(|| Phase::Joining(Instant::now()));
-    }
 }
 
 /// One heartbeat; `None` if it failed (the shares stay as they are and
@@ -149,6 +181,55 @@ pub fn share_of(limit: usize, members: &[&str], me: &str) -> usize {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_group_is_declared_at_once_and_sends_only_after_the_join_wait() {
+        let t0 = Instant::now();
+        let mut m = Membership::default();
+        assert!(m.before_beat(&names(&["m"]), t0).is_empty());
+        assert_eq!(m.declared(), ["m"]);
+        assert!(m.after_beat(t0).is_empty(), "not at once");
+        let almost = t0 + JOIN_AFTER - Duration::from_millis(1);
+        assert!(m.before_beat(&names(&["m"]), almost).is_empty());
+        assert!(m.after_beat(almost).is_empty(), "not before JOIN_AFTER");
+        assert_eq!(m.after_beat(t0 + JOIN_AFTER), ["m"]);
+        // A member stays open at every beat.
+        assert!(m
+            .before_beat(&names(&["m"]), t0 + 2 * JOIN_AFTER)
+            .is_empty());
+        assert_eq!(m.after_beat(t0 + 2 * JOIN_AFTER), ["m"]);
+    }
+
+    #[test]
+    fn a_member_leaves_after_idle_beats_and_a_joiner_at_once() {
+        let t0 = Instant::now();
+        let later = t0 + JOIN_AFTER;
+        let mut m = Membership::default();
+        m.before_beat(&names(&["a", "b"]), t0);
+        m.after_beat(later);
+        m.before_beat(&names(&["a", "b", "c"]), later);
+        // `c` is still joining when its work stops: it leaves at once.
+        assert_eq!(m.before_beat(&names(&["a", "b"]), later), ["c"]);
+        // `b` is a member: the gap between two chunks does not make it
+        // leave; LEAVE_AFTER_IDLE_BEATS idle beats do.
+        for _ in 1..LEAVE_AFTER_IDLE_BEATS {
+            assert!(m.before_beat(&names(&["a"]), later).is_empty());
+        }
+        assert_eq!(m.before_beat(&names(&["a"]), later), ["b"]);
+        assert_eq!(m.declared(), ["a"]);
+        // Work again resets the count.
+        m.before_beat(&[], later);
+        m.before_beat(&names(&["a"]), later);
+        for _ in 1..LEAVE_AFTER_IDLE_BEATS {
+            assert!(m.before_beat(&[], later).is_empty());
+        }
+        assert_eq!(m.before_beat(&[], later), ["a"]);
+        assert!(m.declared().is_empty());
+    }
 
     #[test]
     fn alone_takes_all() {
