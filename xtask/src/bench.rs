@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, default_value_t = 5_000)]
     adaptive_lines: usize,
     #[command(flatten)]
-    fleet: fleet::Args,
+    fleet: fleet::FleetArgs,
 }
 
 struct Row {

@@ -43,7 +43,7 @@ const SECRET: &str = "batchgate-bench-fleet-id-secret";
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub struct FleetArgs {
     /// Run only the fleet comparison: one instance against N instances
     /// sharing a PostgreSQL database and a blob store, the journal's cost
     /// on SQLite and PostgreSQL, and each instance's RSS.
@@ -83,7 +83,13 @@ struct Ctx<'a> {
 }
 
 /// Runs the three parts and prints one table.
-pub fn run(bin: &Path, work: &Path, rt: &Runtime, args: &Args, journal_c: usize) -> Result<()> {
+pub fn run(
+    bin: &Path,
+    work: &Path,
+    rt: &Runtime,
+    args: &FleetArgs,
+    journal_c: usize,
+) -> Result<()> {
     let n = args.fleet.unwrap_or(1);
     if n < 2 {
         bail!("--fleet needs at least 2 instances, got {n}");
@@ -109,7 +115,7 @@ pub fn run(bin: &Path, work: &Path, rt: &Runtime, args: &Args, journal_c: usize)
     Ok(())
 }
 
-fn database_url(args: &Args) -> String {
+fn database_url(args: &FleetArgs) -> String {
     let from_env = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"));
@@ -131,7 +137,7 @@ fn limits(c: usize, n: usize, fleet_wide: bool) -> Vec<usize> {
 }
 
 /// Part 1 (one instance against `n`) and part 3 (their RSS).
-fn fleet_rows(ctx: &Ctx<'_>, args: &Args, n: usize) -> Result<Vec<Row>> {
+fn fleet_rows(ctx: &Ctx<'_>, args: &FleetArgs, n: usize) -> Result<Vec<Row>> {
     let latency = args.fleet_latency_ms.to_string();
     let (_mock, mock) = start_mock(ctx.bin, &["--port", "0", "--latency-ms", &latency])?;
     let input = ctx.work.join("fleet.jsonl");
