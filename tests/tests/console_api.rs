@@ -79,6 +79,15 @@ async fn fleet_reports_deployments_counts_and_the_instance() {
         assert_eq!(d["in_flight"], 0, "{d}");
         assert!(d["paused_since"].is_null(), "{d}");
         assert!(d["max_parallel_requests"].as_u64().unwrap() >= 1);
+        // Alone, this instance's ceiling is the whole limit; the adaptive
+        // limit starts below it.
+        let c = &d["concurrency"];
+        assert_eq!(c["ceiling"], d["max_parallel_requests"], "{d}");
+        assert_eq!(c["adaptive"], true, "{d}");
+        let limit = c["limit"].as_u64().unwrap();
+        assert!(limit >= 1 && Some(limit) <= c["ceiling"].as_u64(), "{d}");
+        assert!(c["queue_estimate"].as_f64().is_some(), "{d}");
+        assert!(c["requests_per_second"].as_f64() >= Some(0.0), "{d}");
     }
     assert_eq!(fleet["batches"]["completed"], 1, "{fleet}");
     let me = fleet["instance"].as_str().unwrap();

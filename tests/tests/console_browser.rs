@@ -346,6 +346,8 @@ async fn other_views(b: &Browser, base: &str, shots: &Shots, gw: &Gateway, runni
     )
     .await
     .unwrap();
+    // Each deployment's concurrency: adaptive, up to its ceiling.
+    assert!(text_of(b, "#fleet-table").await.contains("of ≤"));
     wait_for(b, "#instances-table tr[data-instance]").await;
     assert!(text_of(b, "#instances-table").await.contains("(this one)"));
     accessible(b, "fleet").await;

@@ -394,6 +394,54 @@ async fn model_allow_lists_and_key_management() {
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(narrow.upload("other", chat_lines("other", 1)).await.0, 200);
+    // Block (LiteLLM's /key/block) refuses the key at once, everywhere on
+    // this instance, and keeps it; unblock lets it in again at once.
+    let (status, body) = gw.post("/key/block", &json!({"key": key})).await.unwrap();
+    assert_eq!((status, &body["blocked"]), (200, &json!(true)), "{body}");
+    let (status, body) = narrow.call(Method::GET, "/v1/files", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "key_blocked", "{body}");
+    let (_, info) = gw.get(&format!("/key/info?key={key}")).await.unwrap();
+    assert_eq!(info["info"]["blocked"], true, "{info}");
+    assert_eq!(info["info"]["key_alias"], "narrow", "{info}");
+    assert_eq!(
+        narrow
+            .call(Method::POST, "/key/unblock", Some(json!({"key": key})))
+            .await
+            .0,
+        401,
+        "a blocked key cannot unblock itself"
+    );
+    let (status, body) = gw.post("/key/unblock", &json!({"key": key})).await.unwrap();
+    assert_eq!((status, &body["blocked"]), (200, &json!(false)), "{body}");
+    assert_eq!(narrow.call(Method::GET, "/v1/files", None).await.0, 200);
+    // `blocked` in /key/update does the same; a non-boolean is a 400.
+    let (status, _) = gw
+        .post("/key/update", &json!({"key": key, "blocked": true}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(narrow.call(Method::GET, "/v1/files", None).await.0, 401);
+    let (status, body) = gw
+        .post("/key/update", &json!({"key": key, "blocked": "yes"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("blocked")),
+        "{body}"
+    );
+    let (status, body) = gw.post("/key/block", &json!({})).await.unwrap();
+    assert_eq!(
+        (status, &body["error"]["param"]),
+        (400, &json!("key")),
+        "{body}"
+    );
+    let (status, _) = gw
+        .post("/key/unblock", &json!({"key": "sk-no-such-key-at-all"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
     let (status, body) = gw
         .post("/key/delete", &json!({"keys": [key]}))
         .await

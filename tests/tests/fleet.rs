@@ -2,7 +2,8 @@
 //! (the test S3 server under `cargo xtask ci`, else a shared `file://`
 //! directory) share one batch chunk by chunk: each does a share; a
 //! SIGKILLed instance's chunks are taken over once their lease lapses,
-//! with no line lost or duplicated; a rolling restart loses nothing.
+//! with no line lost or duplicated; a rolling restart loses nothing; a
+//! deployment's `max_parallel_requests` holds for the three together.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,13 +13,15 @@ use batchgate_store_postgres::testing::Scratch;
 use batchgate_tests::one_model::{self, id, CHAT, MODEL};
 use batchgate_tests::s3::Bucket;
 use batchgate_tests::{
-    assert_every_id_once, chat_lines, config_of_entries, model_entry, Gateway, MockHandle,
+    assert_every_id_once, chat_lines, config_of_entries, model_entry, Gateway, MockConfig,
+    MockHandle, MockVllm,
 };
 
 const SECRET: &str = "a-fleet-wide-test-secret";
 const WAIT: Duration = Duration::from_secs(300);
-/// Each instance's `max_parallel_requests`.
-const PARALLEL: u64 = 16;
+/// The deployment's `max_parallel_requests`, for the whole fleet (16 per
+/// instance while all three have work).
+const PARALLEL: u64 = 48;
 /// `batch_settings.chunk_lines`.
 const CHUNK_LINES: u64 = 500;
 /// Chunks of one batch an instance runs at once (`CHUNKS_PER_BATCH` in
@@ -34,6 +37,12 @@ struct Fleet {
 
 impl Fleet {
     async fn start(mock: &MockHandle) -> Fleet {
+        let params = [("max_parallel_requests", PARALLEL.to_string())];
+        Fleet::start_with(mock, &params, CHUNK_LINES).await
+    }
+
+    /// With these `litellm_params` and `batch_settings.chunk_lines`.
+    async fn start_with(mock: &MockHandle, params: &[(&str, String)], chunk_lines: u64) -> Fleet {
         let scratch = Scratch::new().await;
         let blobs = tempfile::tempdir().unwrap();
         let mut env = match Bucket::create("fleet").await.unwrap() {
@@ -51,7 +60,6 @@ impl Fleet {
         env.push(("DATABASE_URL", scratch.url()));
         env.push(("BATCHGATE_ID_SECRET", SECRET.into()));
         let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let params = [("max_parallel_requests", PARALLEL.to_string())];
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let entry = model_entry(
             MODEL,
@@ -62,7 +70,7 @@ impl Fleet {
         // A short lease: a killed instance's chunks are taken over within
         // seconds.
         let extra = format!(
-            "batch_settings:\n  lease_seconds: 3\n  chunk_lines: {CHUNK_LINES}\n  shutdown_grace_seconds: 20\n"
+            "batch_settings:\n  lease_seconds: 5\n  chunk_lines: {chunk_lines}\n  shutdown_grace_seconds: 20\n"
         );
         let cfg = config_of_entries(&[entry], &extra);
         let mut gateways = Vec::new();
@@ -216,4 +224,63 @@ async fn a_rolling_restart_loses_nothing() {
     assert_every_id_once(&out, &err, n);
     assert!(err.is_empty(), "{}", err[0]);
     assert_eq!(excess_200s(&mock), 0, "a graceful stop repeats nothing");
+}
+
+/// A fixed `max_parallel_requests` of 12 against a server that runs exactly
+/// 12 at once: while the three instances share a batch, the server never
+/// has a request waiting (each instance sends its share, 4, not 12), and
+/// every instance still does part of the work.
+#[tokio::test]
+async fn max_parallel_requests_holds_for_the_whole_fleet() {
+    const LIMIT: usize = 12;
+    let mock = MockVllm::start(MockConfig {
+        capacity: Some(LIMIT),
+        latency: Duration::from_millis(50),
+        ..MockConfig::default()
+    })
+    .await
+    .unwrap();
+    let params = [
+        ("max_parallel_requests", LIMIT.to_string()),
+        ("adaptive_concurrency", "false".to_string()),
+    ];
+    let fleet = Fleet::start_with(&mock, &params, 100).await;
+    let n = 3_000;
+    let batch = fleet.batch(n).await;
+    // Any instance's `/fleet` lists all three working on the model, each
+    // with a share of the limit.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, view) = fleet.gateways[2].get("/fleet").await.unwrap();
+        assert_eq!(status, 200, "{view}");
+        let working = view["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["models"] == serde_json::json!([MODEL]))
+            .count();
+        let ceiling = &view["deployments"][0]["concurrency"]["ceiling"];
+        if working == 3 && ceiling == 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let done = fleet.gateways[1].wait_batch(&batch, WAIT).await.unwrap();
+    assert_eq!(done["status"], "completed", "{done}");
+    let load = mock.load();
+    let mut lines = Vec::new();
+    for gw in &fleet.gateways {
+        lines.push(metric(gw, "batchgate_lines_total", "outcome=\"completed\"").await);
+    }
+    eprintln!("lines per instance {lines:?}, server {load:?}");
+    assert_eq!(load.completed, n as u64, "{load:?}");
+    assert_eq!(
+        load.max_waiting, 0,
+        "the fleet sent more than {LIMIT}: {load:?}"
+    );
+    assert!(
+        lines.iter().all(|l| *l > 0),
+        "every instance ran a share: {lines:?}"
+    );
 }

@@ -191,6 +191,17 @@ impl Controller {
         self.settings
     }
 
+    /// Moves the floor and the ceiling (a fleet re-dividing an operator's
+    /// `max_parallel_requests` as instances come and go); the limit is
+    /// clamped into them at once.
+    pub fn set_bounds(&mut self, min: usize, max: usize) {
+        let min = min.max(1);
+        self.settings.min = min;
+        self.settings.max = max.max(min);
+        self.settings.initial = self.settings.initial.clamp(min, self.settings.max);
+        self.set(self.limit);
+    }
+
     pub fn status(&self) -> Status {
         Status {
             limit: self.limit,
@@ -307,6 +318,23 @@ mod tests {
         };
         c.tick(Duration::from_secs(5), obs);
         assert_eq!(c.limit(), 2);
+    }
+
+    #[test]
+    fn moved_bounds_clamp_the_limit_at_once() {
+        let mut c = Controller::new(Settings::with_ceiling(64));
+        assert_eq!(c.limit(), 16);
+        let epoch = c.epoch();
+        c.set_bounds(1, 10);
+        assert_eq!((c.limit(), c.settings().max), (10, 10));
+        assert_ne!(c.epoch(), epoch, "a new limit is a new epoch");
+        c.set_bounds(12, 40);
+        assert_eq!(c.limit(), 12);
+        // Raising the ceiling leaves the limit to the controller.
+        c.set_bounds(1, 64);
+        assert_eq!((c.limit(), c.settings().min), (12, 1));
+        c.set_bounds(0, 0);
+        assert_eq!((c.limit(), c.settings().min, c.settings().max), (1, 1, 1));
     }
 
     #[test]

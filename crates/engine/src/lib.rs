@@ -27,7 +27,7 @@ mod validate;
 pub use accounts::Accounts;
 pub use assembly::{Assembly, Parts, Running};
 pub use background::Background;
-pub use batch::{success_line, Engine, PausedDeployment, RetryPolicy, Upstreams};
+pub use batch::{success_line, Concurrency, Engine, PausedDeployment, RetryPolicy, Upstreams};
 pub use catalog::Catalog;
 pub use clock::{system_clock, Clock};
 pub use files::LocalFiles;

@@ -67,6 +67,7 @@ pub async fn generate(
         spend: Decimal::ZERO,
         metadata: f.metadata.unwrap_or_else(|| json!({})),
         created_at: now,
+        blocked: f.blocked.unwrap_or(false),
     };
     st.accounts.keys().insert_key(&record).await.map_err(|e| {
         tracing::warn!(error = %e, "cannot store key");
@@ -118,6 +119,43 @@ pub async fn update(
     if let Some(m) = f.metadata {
         k.metadata = m;
     }
+    if let Some(b) = f.blocked {
+        k.blocked = b;
+    }
+    st.accounts.keys().update_key(&k).await?;
+    st.auth.invalidate();
+    Ok(Json(key_json(&k, None)))
+}
+
+/// `POST /key/block` (LiteLLM's): the key authenticates nothing until
+/// unblocked; everything else about it stays.
+pub async fn block(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiJson(body): ApiJson<Value>,
+) -> HttpResult<Json<Value>> {
+    set_blocked(&st, &ctx, body, true).await
+}
+
+/// `POST /key/unblock` (LiteLLM's).
+pub async fn unblock(
+    State(st): State<AdminState>,
+    Ctx(ctx): Ctx,
+    ApiJson(body): ApiJson<Value>,
+) -> HttpResult<Json<Value>> {
+    set_blocked(&st, &ctx, body, false).await
+}
+
+async fn set_blocked(
+    st: &AdminState,
+    ctx: &batchgate_core::RequestCtx,
+    body: Value,
+    blocked: bool,
+) -> HttpResult<Json<Value>> {
+    master_only(ctx)?;
+    let name = input::key_of(body)?;
+    let mut k = find_key(st, &name).await?;
+    k.blocked = blocked;
     st.accounts.keys().update_key(&k).await?;
     st.auth.invalidate();
     Ok(Json(key_json(&k, None)))

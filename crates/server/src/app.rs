@@ -104,6 +104,8 @@ pub fn router(state: AppState, auth: Auth) -> Router {
         .route("/key/generate", post(admin::generate))
         .route("/key/update", post(admin::update))
         .route("/key/delete", post(admin::delete))
+        .route("/key/block", post(admin::block))
+        .route("/key/unblock", post(admin::unblock))
         .route("/key/info", get(admin::info))
         .route("/team/new", post(admin::team_upsert))
         .route("/team/update", post(admin::team_upsert))

@@ -108,6 +108,13 @@ impl Auth {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(wrong)?;
+        if key.blocked {
+            // Not cached: an unblock then takes effect at once here.
+            return Err(ApiError::unauthorized(
+                "This API key is blocked. An admin can unblock it with POST /key/unblock.",
+            )
+            .with_code("key_blocked"));
+        }
         let caller = Caller {
             key_id: Some(key.key_id),
             team_id: key.team_id,

@@ -1,6 +1,7 @@
 //! `GET /fleet` (batchgate extension, any key): what the console's Fleet
 //! view shows beside `/health` — each deployment's configuration, lines in
-//! flight and pause state, batch counts by status, and the instance
+//! flight, concurrency (this instance's limit, its share of
+//! `max_parallel_requests`, queue estimate, throughput) and pause state, batch counts by status, and the instance
 //! answering, and the instances holding batch leases (on a shared database,
 //! every instance running something) with the age of their last heartbeat.
 
@@ -17,6 +18,7 @@ use crate::extract::Ctx;
 pub async fn fleet(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> HttpResult<Json<Value>> {
     let paused = st.batches.paused_deployments();
     let in_flight = st.batches.in_flight();
+    let concurrency = st.batches.concurrency();
     let deployments: Vec<Value> = st
         .catalog
         .ids()
@@ -29,6 +31,18 @@ pub async fn fleet(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> HttpResult<J
                 .iter()
                 .find(|(id, _)| *id == d.id)
                 .map_or(0, |(_, n)| *n);
+            let c = concurrency
+                .iter()
+                .find(|(id, _)| *id == d.id)
+                .map(|(_, c)| {
+                    json!({
+                        "limit": c.limit,
+                        "ceiling": c.ceiling,
+                        "adaptive": c.adaptive,
+                        "queue_estimate": c.queue_estimate,
+                        "requests_per_second": c.requests_per_second,
+                    })
+                });
             json!({
                 "id": d.id,
                 "model": d.model_name,
@@ -38,6 +52,7 @@ pub async fn fleet(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> HttpResult<J
                 "batch_api": d.batch_api,
                 "max_parallel_requests": d.max_parallel_requests,
                 "in_flight": busy,
+                "concurrency": c,
                 "paused_since": since,
             })
         })
@@ -58,41 +73,50 @@ pub async fn fleet(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> HttpResult<J
     })))
 }
 
-/// This instance and every instance holding a lease: the batches each
-/// holds and when it last renewed one (its heartbeat). Leases are renewed
-/// every third of `lease_seconds`; one not renewed for longer lapses and
-/// another instance takes its batch over.
+/// This instance, every instance holding a lease, and (on a shared
+/// database) every instance with work for some model: the batches each
+/// holds, the models it works on, and its last heartbeat. Leases are
+/// renewed every third of `lease_seconds`; one not renewed for longer
+/// lapses and another instance takes its batch over.
 async fn instances(st: &AppState) -> Result<Vec<Value>, crate::error::HttpError> {
     let now = st.catalog.now();
     let reach = i64::try_from(st.batches.lease_seconds()).unwrap_or(i64::MAX);
     let me = st.batches.instance();
-    let mut holders = st.catalog.batches().lease_holders(now).await?;
-    if !holders.iter().any(|h| h.owner == me) {
-        holders.insert(
-            0,
-            batchgate_store::LeaseHolder {
-                owner: me.to_string(),
-                batches: 0,
-                lease_until: now.saturating_add(reach),
-            },
-        );
-    }
-    Ok(holders
+    let holders = st.catalog.batches().lease_holders(now).await?;
+    let present = st.batches.fleet_presence().await?;
+    let mut names: Vec<&str> = std::iter::once(me)
+        .chain(holders.iter().map(|h| h.owner.as_str()))
+        .chain(present.iter().map(|p| p.instance.as_str()))
+        .collect();
+    // This one first, then by name.
+    names[1..].sort_unstable();
+    names.dedup();
+    Ok(names
         .into_iter()
-        .map(|h| {
-            let this = h.owner == me;
-            // This process answers, so its heartbeat is now whatever it holds.
-            let heartbeat = if this {
-                now
-            } else {
-                h.lease_until.saturating_sub(reach)
-            };
+        .enumerate()
+        .filter(|(i, n)| *i == 0 || *n != me)
+        .map(|(_, name)| {
+            let held = holders.iter().find(|h| h.owner == name);
+            let models: Vec<&str> = present
+                .iter()
+                .filter(|p| p.instance == name)
+                .map(|p| p.model.as_str())
+                .collect();
+            let beat = present
+                .iter()
+                .filter(|p| p.instance == name)
+                .map(|p| p.heartbeat_at)
+                .chain(held.map(|h| h.lease_until.saturating_sub(reach)))
+                .max();
+            let this = name == me;
             json!({
-                "id": h.owner,
+                "id": name,
                 "this": this,
-                "batches": h.batches,
-                "heartbeat_at": heartbeat,
-                "lease_until": (h.batches > 0).then_some(h.lease_until),
+                "batches": held.map_or(0, |h| h.batches),
+                "models": models,
+                // This process answers, so its heartbeat is now.
+                "heartbeat_at": if this { Some(now) } else { beat },
+                "lease_until": held.map(|h| h.lease_until),
             })
         })
         .collect())

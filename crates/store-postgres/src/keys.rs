@@ -14,8 +14,8 @@ impl KeyStore for PostgresStore {
     async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO keys (key_id, key_hash, key_alias, team_id, models, max_budget, \
-             budget_duration, budget_seconds, budget_reset_at, spend, metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             budget_duration, budget_seconds, budget_reset_at, spend, metadata, created_at, blocked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&k.key_id)
         .bind(&k.key_hash)
@@ -29,6 +29,7 @@ impl KeyStore for PostgresStore {
         .bind(k.spend)
         .bind(json(&k.metadata)?)
         .bind(k.created_at)
+        .bind(k.blocked)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -53,8 +54,8 @@ impl KeyStore for PostgresStore {
     async fn update_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE keys SET key_alias = $1, team_id = $2, models = $3, max_budget = $4, \
-             budget_duration = $5, budget_seconds = $6, budget_reset_at = $7, metadata = $8 \
-             WHERE key_id = $9",
+             budget_duration = $5, budget_seconds = $6, budget_reset_at = $7, metadata = $8, \
+             blocked = $9 WHERE key_id = $10",
         )
         .bind(&k.key_alias)
         .bind(&k.team_id)
@@ -64,6 +65,7 @@ impl KeyStore for PostgresStore {
         .bind(k.budget_seconds)
         .bind(k.budget_reset_at)
         .bind(json(&k.metadata)?)
+        .bind(k.blocked)
         .bind(&k.key_id)
         .execute(self.pool())
         .await?;

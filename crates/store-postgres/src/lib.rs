@@ -13,6 +13,7 @@
 mod batches;
 mod chunks;
 mod files;
+mod fleet;
 mod journal;
 mod keys;
 mod leases;

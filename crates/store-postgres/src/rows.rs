@@ -218,6 +218,7 @@ pub(crate) struct KeyRow {
     spend: Decimal,
     metadata: String,
     created_at: i64,
+    blocked: bool,
 }
 
 impl TryFrom<KeyRow> for KeyRecord {
@@ -238,6 +239,7 @@ impl TryFrom<KeyRow> for KeyRecord {
             metadata: serde_json::from_str(&r.metadata)
                 .map_err(|e| StoreError::Corrupt(format!("keys.metadata: {e}")))?,
             created_at: r.created_at,
+            blocked: r.blocked,
         })
     }
 }

@@ -11,8 +11,8 @@ use batchgate_core::{Caller, ListOrder};
 
 use crate::{
     BatchRecord, BatchStats, BatchStore, Chunk, ChunkProgress, ChunkStore, Deleted, FileFilter,
-    FileRecord, FileStore, KeyRecord, KeyStore, Lease, LineResult, MetaStore, Page, SpendFilter,
-    SpendRow, SpendStore, StoreError, TeamRecord, Transition,
+    FileRecord, FileStore, FleetStore, KeyRecord, KeyStore, Lease, LineResult, MetaStore, Page,
+    Presence, SpendFilter, SpendRow, SpendStore, StoreError, TeamRecord, Transition,
 };
 
 /// How many of the next calls of each kind fail (then they pass again).
@@ -291,5 +291,28 @@ impl SpendStore for FaultyStore {
         limit: u32,
     ) -> Result<Vec<SpendRow>, StoreError> {
         self.inner.spend_logs(filter, limit).await
+    }
+}
+
+#[async_trait]
+impl FleetStore for FaultyStore {
+    fn is_shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    async fn heartbeat(
+        &self,
+        instance: &str,
+        models: &[String],
+        now: i64,
+        live_since: i64,
+    ) -> Result<Vec<Presence>, StoreError> {
+        self.inner
+            .heartbeat(instance, models, now, live_since)
+            .await
+    }
+
+    async fn presence(&self, live_since: i64) -> Result<Vec<Presence>, StoreError> {
+        self.inner.presence(live_since).await
     }
 }

@@ -27,6 +27,8 @@ pub struct KeyRecord {
     pub spend: Decimal,
     pub metadata: serde_json::Value,
     pub created_at: i64,
+    /// Refused by authentication until unblocked.
+    pub blocked: bool,
 }
 
 /// A team: a budget shared by its keys.

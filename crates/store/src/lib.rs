@@ -12,6 +12,7 @@ pub mod conformance;
 mod error;
 #[cfg(feature = "testing")]
 pub mod faulty;
+mod fleet;
 mod keys;
 mod meta;
 mod records;
@@ -20,6 +21,7 @@ mod sqlite;
 pub use blob::{Blobs, PutOutcome};
 pub use chunks::{Chunk, ChunkProgress, ChunkStore};
 pub use error::{is_full_io, StoreError};
+pub use fleet::{FleetStore, Presence};
 pub use keys::{utc_day, KeyRecord, KeyStore, SpendFilter, SpendRow, SpendStore, TeamRecord};
 pub use meta::{BatchStats, BatchStore, Deleted, FileStore, LeaseHolder, MetaStore, Page};
 pub use records::{

@@ -41,6 +41,7 @@ pub trait MetaStore:
     + crate::ChunkStore
     + crate::KeyStore
     + crate::SpendStore
+    + crate::FleetStore
     + Send
     + Sync
     + std::fmt::Debug

@@ -27,6 +27,22 @@ function healthCell(d, index, healthError) {
     : h('span', {}, badge('unhealthy', 'unhealthy'), ' ', h('span', { class: 'muted break' }, e.error || ''));
 }
 
+// This instance's limit towards the deployment: adaptive up to its share of
+// max_parallel_requests, or that share fixed; with the server's queue and
+// the answers per second the limit is decided from.
+function concurrencyCell(c) {
+  if (!c) return '';
+  const limit = c.adaptive ? `${num(c.limit)} of ≤ ${num(c.ceiling)}` : `${num(c.limit)} (fixed)`;
+  const detail = `queue ${c.queue_estimate.toFixed(1)} · ${c.requests_per_second.toFixed(1)}/s`;
+  return h(
+    'span',
+    { title: 'concurrency limit (adaptive, up to this instance\'s share of max_parallel_requests) · server queue · answers per second' },
+    limit,
+    h('br'),
+    h('span', { class: 'muted' }, detail),
+  );
+}
+
 function deploymentsTable(fleet, index, healthError) {
   const now = fleet.now;
   return h(
@@ -39,6 +55,7 @@ function deploymentsTable(fleet, index, healthError) {
         { label: 'Upstream' },
         { label: 'Health' },
         { label: 'In flight', num: true },
+        { label: 'Concurrency', num: true },
         { label: 'Dispatch' },
         { label: 'Batch API', narrow: true },
       ],
@@ -49,6 +66,7 @@ function deploymentsTable(fleet, index, healthError) {
           h('span', { class: 'break' }, `${d.provider}/${d.served_model} at `, h('code', {}, d.api_base)),
           healthCell(d, index, healthError),
           h('span', { title: 'lines in flight / max_parallel_requests' }, `${num(d.in_flight)} / ${num(d.max_parallel_requests)}`),
+          concurrencyCell(d.concurrency),
           d.paused_since != null
             ? h('span', { title: when(d.paused_since) }, badge('paused', 'paused'), ` since ${ago(d.paused_since, now)}`)
             : badge('healthy', 'dispatching'),
@@ -82,7 +100,7 @@ function summary(fleet) {
   );
 }
 
-/** The instances holding batch leases (on a shared database, every one running something). */
+/** This instance, those holding batch leases, and (on a shared database) those with work for a model. */
 function instancesTable(fleet) {
   return h(
     'section',
@@ -92,12 +110,18 @@ function instancesTable(fleet) {
       { class: 'table-wrap', id: 'instances-table' },
       table({
         caption: 'Instances',
-        columns: [{ label: 'Instance' }, { label: 'Batches held', num: true }, { label: 'Last heartbeat' }],
+        columns: [
+          { label: 'Instance' },
+          { label: 'Batches held', num: true },
+          { label: 'Working on' },
+          { label: 'Last heartbeat' },
+        ],
         rows: fleet.instances.map((i) => ({
           attrs: { 'data-instance': i.id },
           cells: [
             h('span', {}, h('code', { class: 'break' }, i.id), i.this ? ' (this one)' : ''),
             num(i.batches),
+            (i.models || []).join(', '),
             i.this ? 'now (it answered)' : ago(i.heartbeat_at, fleet.now),
           ],
         })),
@@ -106,8 +130,9 @@ function instancesTable(fleet) {
     h(
       'p',
       { class: 'muted', id: 'instances-note' },
-      'Instances sharing one database divide batches through leases, renewed every third of the lease time; ',
-      'an instance holding no batch holds no lease and is not listed here.',
+      'Instances sharing one database divide batches through leases, renewed every third of the lease time, ',
+      'and heartbeat the models they send lines to every 2 s, splitting each deployment\'s max_parallel_requests between them; ',
+      'an instance with no work is not listed here.',
     ),
   );
 }

@@ -19,6 +19,21 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// A load read slower than this is taken as none.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A deployment's concurrency as this instance sees it now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Concurrency {
+    /// Requests this instance may have in flight to it now.
+    pub limit: usize,
+    /// This instance's share of `max_parallel_requests` (all of it alone).
+    pub ceiling: usize,
+    /// Whether the limit adapts (else it is the ceiling).
+    pub adaptive: bool,
+    /// Requests waiting at the server, read or estimated.
+    pub queue_estimate: f64,
+    /// Answers per second, smoothed over a few seconds.
+    pub requests_per_second: f64,
+}
+
 /// One replica's limit and what feeds it.
 #[derive(Debug)]
 pub struct Pacer {
@@ -51,6 +66,7 @@ impl Pacer {
         };
         // Exported from the start so dashboards see the limit, not "no data".
         pacer.export(pacer.ctl().status());
+        metrics::gauge!("batchgate_deployment_concurrency_ceiling", &pacer.labels()).set(n as f64);
         Arc::new(pacer)
     }
 
@@ -60,6 +76,39 @@ impl Pacer {
 
     pub fn limit(&self) -> usize {
         self.ctl().limit()
+    }
+
+    /// The limit, its ceiling, and what the controller measures now.
+    pub fn concurrency(&self) -> Concurrency {
+        let ctl = self.ctl();
+        let s = ctl.status();
+        Concurrency {
+            limit: s.limit,
+            ceiling: ctl.settings().max,
+            adaptive: self.deployment.adaptive_concurrency,
+            queue_estimate: s.queue,
+            requests_per_second: s.throughput,
+        }
+    }
+
+    /// This instance's share of the deployment's `max_parallel_requests`
+    /// (all of it alone): the ceiling of an adaptive limit, the limit
+    /// itself of a fixed one. Returns the limit now.
+    pub fn set_share(&self, share: usize) -> usize {
+        let min = if self.deployment.adaptive_concurrency {
+            1
+        } else {
+            share
+        };
+        let status = {
+            let mut ctl = self.ctl();
+            ctl.set_bounds(min, share);
+            ctl.status()
+        };
+        metrics::gauge!("batchgate_deployment_concurrency_ceiling", &self.labels())
+            .set(share as f64);
+        self.export(status);
+        status.limit
     }
 
     /// A request is being sent: call [`Sending::answered`] when the server

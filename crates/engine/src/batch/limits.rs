@@ -6,15 +6,17 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use batchgate_config::Router;
 use batchgate_core::{ApiError, Deployment, Upstream};
+use batchgate_store::Presence;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::adaptive::{Pacer, TICK};
+use super::adaptive::{Concurrency, Pacer, TICK};
 use super::breaker::{Breaker, UpstreamProbe};
+use super::fleet;
 use super::gate::{Gate, Pass};
 use super::Upstreams;
 use crate::Clock;
@@ -80,6 +82,15 @@ struct Group {
     /// Whether the task adapting the limits runs (started by the first
     /// acquire: it needs a runtime, which building the engine does not).
     adapting: AtomicBool,
+    /// Whether a slot was asked for since the last fleet heartbeat.
+    asked: AtomicBool,
+    /// Whether this instance may send to the group: always alone; on a
+    /// shared store once the fleet has made room for it (see
+    /// [`super::fleet`]). Closed, its slots have size 0.
+    open: AtomicBool,
+    /// Wakes the fleet heartbeat when work arrives for a closed group.
+    knock: Arc<Notify>,
+    sizing: Mutex<()>,
 }
 
 /// Slots (sized by each replica's [`Pacer`]) and outage breakers for every
@@ -87,6 +98,8 @@ struct Group {
 #[derive(Debug, Default)]
 pub struct Limits {
     groups: HashMap<String, Arc<Group>>,
+    /// Notified when work arrives for a closed group.
+    knock: Arc<Notify>,
 }
 
 impl Limits {
@@ -99,6 +112,7 @@ impl Limits {
         clock: Clock,
     ) -> Result<Limits, ApiError> {
         let mut groups = HashMap::new();
+        let knock = Arc::new(Notify::new());
         for name in router.model_names() {
             let resumed = Arc::new(Notify::new());
             let mut replicas = Vec::new();
@@ -130,10 +144,28 @@ impl Limits {
                 resumed,
                 waiting: AtomicUsize::new(0),
                 adapting: AtomicBool::new(false),
+                asked: AtomicBool::new(false),
+                open: AtomicBool::new(true),
+                knock: knock.clone(),
+                sizing: Mutex::new(()),
             };
             groups.insert(name.clone(), Arc::new(group));
         }
-        Ok(Limits { groups })
+        Ok(Limits { groups, knock })
+    }
+
+    /// For a store other instances share: every group starts closed, and
+    /// the fleet heartbeat opens it with this instance's share.
+    pub fn for_fleet(self) -> Limits {
+        for g in self.groups.values() {
+            g.close();
+        }
+        self
+    }
+
+    /// Notified when work arrives for a closed group.
+    pub fn knock(&self) -> &Notify {
+        &self.knock
     }
 
     /// Waits for a free slot on some replica of `model_name` that is not
@@ -162,6 +194,61 @@ impl Limits {
         out
     }
 
+    /// The model groups with work since the last call: a slot asked for,
+    /// held or waited for. What this instance heartbeats to the fleet.
+    pub fn busy_models(&self) -> Vec<String> {
+        let mut out: Vec<_> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.asked.swap(false, Ordering::Relaxed) | !g.idle())
+            .map(|(name, _)| name.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Opens `model`'s group (if closed) with this instance's share of
+    /// each of its deployments' `max_parallel_requests`: an even split
+    /// between the instances `present` for it and `me`.
+    pub fn open(&self, model: &str, me: &str, present: &[Presence]) {
+        let Some(g) = self.groups.get(model) else {
+            return;
+        };
+        let members: Vec<&str> = present
+            .iter()
+            .filter(|p| p.model == model)
+            .map(|p| p.instance.as_str())
+            .collect();
+        let _sizing = g.sizing();
+        for r in &g.replicas {
+            let share = fleet::share_of(r.deployment.max_parallel_requests, &members, me);
+            r.slots.resize(r.pacer.set_share(share));
+        }
+        g.total
+            .resize(g.replicas.iter().map(|r| r.slots.size()).sum());
+        g.open.store(true, Ordering::Relaxed);
+    }
+
+    /// Closes `model`'s group: no new request is sent to it until it is
+    /// opened again (those in flight finish).
+    pub fn close(&self, model: &str) {
+        if let Some(g) = self.groups.get(model) {
+            g.close();
+        }
+    }
+
+    /// The concurrency of every deployment, by id.
+    pub fn concurrency(&self) -> Vec<(String, Concurrency)> {
+        let mut out: Vec<_> = self
+            .groups
+            .values()
+            .flat_map(|g| &g.replicas)
+            .map(|r| (r.deployment.id.clone(), r.pacer.concurrency()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Upstream slots taken per deployment id: the lines in flight there.
     pub fn in_flight(&self) -> Vec<(String, usize)> {
         let mut out: Vec<_> = self
@@ -182,6 +269,10 @@ impl Group {
         }
         if !self.adapting.swap(true, Ordering::Relaxed) {
             tokio::spawn(adapt(Arc::downgrade(&self)));
+        }
+        self.asked.store(true, Ordering::Relaxed);
+        if !self.open.load(Ordering::Relaxed) {
+            self.knock.notify_one();
         }
         let _waiting = Waiting::count(&self.waiting);
         self.clone().wait_for_slot().await
@@ -243,6 +334,15 @@ impl Group {
         }
     }
 
+    fn close(&self) {
+        let _sizing = self.sizing();
+        self.open.store(false, Ordering::Relaxed);
+        for r in &self.replicas {
+            r.slots.resize(0);
+        }
+        self.total.resize(0);
+    }
+
     fn idle(&self) -> bool {
         self.waiting.load(Ordering::Relaxed) == 0 && self.total.in_use() == 0
     }
@@ -251,16 +351,38 @@ impl Group {
     /// its limit: its server says nothing meanwhile), then the group's
     /// total follows the sum.
     async fn tick(&self, now: std::time::Duration) {
+        if !self.open.load(Ordering::Relaxed) {
+            // Sized by the fleet once it opens.
+            return;
+        }
         let group_full = self.total.take_saturated();
         let ticks = self.replicas.iter().map(|r| async move {
             let saturated = r.slots.take_saturated() || group_full;
             if r.breaker.dispatchable() {
-                r.slots.resize(r.pacer.tick(now, saturated).await);
+                Some(r.pacer.tick(now, saturated).await)
+            } else {
+                None
             }
         });
-        futures::future::join_all(ticks).await;
+        let limits = futures::future::join_all(ticks).await;
+        let _sizing = self.sizing();
+        if !self.open.load(Ordering::Relaxed) {
+            // Closed by the fleet while the loads were read.
+            return;
+        }
+        for (r, limit) in self.replicas.iter().zip(limits) {
+            if let Some(limit) = limit {
+                r.slots.resize(limit);
+            }
+        }
         self.total
             .resize(self.replicas.iter().map(|r| r.slots.size()).sum());
+    }
+
+    /// Held while slots are resized, so a tick does not re-size a group
+    /// the fleet closes meanwhile.
+    fn sizing(&self) -> MutexGuard<'_, ()> {
+        self.sizing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -9,6 +9,7 @@ mod chunk;
 mod coordinate;
 mod execute;
 mod finalize;
+mod fleet;
 mod gate;
 mod journal;
 mod limits;
@@ -30,6 +31,7 @@ use batchgate_config::BatchSettings;
 
 use crate::gateway::Gateway;
 use crate::{Accounts, Catalog, LocalFiles};
+pub use adaptive::Concurrency;
 pub use limits::PausedDeployment;
 pub use upstream::{success_line, RetryPolicy};
 pub use upstreams::Upstreams;
@@ -75,6 +77,11 @@ impl Engine {
             gw.batch.outage_threshold,
             gw.clock.clone(),
         )?;
+        let limits = if gw.store.is_shared() {
+            limits.for_fleet()
+        } else {
+            limits
+        };
         let shared = shared::Shared {
             prices,
             ended: moka::future::Cache::new(ENDED_CACHE),
@@ -96,11 +103,19 @@ impl Engine {
     }
 
     /// Starts the supervisor that claims and runs batches (resuming any a
-    /// previous process left unfinished).
+    /// previous process left unfinished), and the fleet heartbeat that
+    /// shares each deployment's `max_parallel_requests` with the other
+    /// instances on the same store.
     /// Dropping the handle stops it (use [`Engine::shutdown`] for a
     /// graceful stop first).
     pub fn start(&self) -> crate::Background {
-        crate::Background::spawn(supervisor::supervise(self.shared.clone()))
+        let shared = self.shared.clone();
+        crate::Background::spawn(async move {
+            tokio::join!(
+                supervisor::supervise(shared.clone()),
+                fleet::heartbeat(shared)
+            );
+        })
     }
 
     /// Stops gracefully: claims no more batches, sends no new lines, lets
@@ -144,6 +159,21 @@ impl Engine {
     /// runs.
     pub fn in_flight(&self) -> Vec<(String, usize)> {
         self.shared.limits.in_flight()
+    }
+
+    /// Each deployment's concurrency limit, ceiling and measurements, by
+    /// id.
+    pub fn concurrency(&self) -> Vec<(String, Concurrency)> {
+        self.shared.limits.concurrency()
+    }
+
+    /// The instances working on each model group now (on a shared store;
+    /// none on one no other instance uses), as their heartbeats say.
+    pub async fn fleet_presence(
+        &self,
+    ) -> Result<Vec<batchgate_store::Presence>, batchgate_store::StoreError> {
+        let since = self.shared.gw.now().saturating_sub(fleet::LIVE_FOR);
+        self.shared.gw.store.presence(since).await
     }
 
     /// The name this process holds batch leases under.

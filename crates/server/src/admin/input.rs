@@ -46,6 +46,7 @@ pub struct KeyInput {
     pub max_budget: Option<Decimal>,
     pub budget: Option<Period>,
     pub metadata: Option<Value>,
+    pub blocked: Option<bool>,
 }
 
 impl KeyInput {
@@ -59,6 +60,7 @@ impl KeyInput {
             max_budget: f.budget()?,
             budget: f.period()?,
             metadata: f.metadata()?,
+            blocked: f.flag("blocked")?,
         })
     }
 
@@ -108,6 +110,14 @@ impl TeamInput {
 }
 
 /// `keys` of `/key/delete`: a list of key values or `key_…` ids.
+/// The `key` of `/key/block` and `/key/unblock`: a key's value or its
+/// `key_…` id.
+pub fn key_of(body: Value) -> Result<String, ApiError> {
+    Fields::of(body)?
+        .text("key", 1, MAX_KEY_CHARS)?
+        .ok_or_else(|| ApiError::invalid_request("Missing 'key'.").with_param("key"))
+}
+
 pub fn delete_keys(body: Value) -> Result<Vec<String>, ApiError> {
     let f = Fields::of(body)?;
     f.list("keys", MAX_KEY_CHARS)?
@@ -176,6 +186,21 @@ impl Fields {
     /// The field, unless absent or `null`.
     fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
+    }
+
+    /// `true` or `false`.
+    fn flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.as_bool().ok_or_else(|| {
+                    ApiError::invalid_request(format!(
+                        "{name} must be true or false, got {}.",
+                        kind(v)
+                    ))
+                    .with_param(name)
+                })
+            })
+            .transpose()
     }
 
     /// A string of `min..=max` characters without control characters.

@@ -23,9 +23,15 @@ pub async fn keys_and_teams_round_trip(b: &Backend) {
     let mut changed = by_hash.clone();
     changed.key_alias = Some("alias".into());
     changed.spend = Decimal::new(5, 0);
+    changed.blocked = true;
     store.update_key(&changed).await.unwrap();
     let by_id = store.key_by_id("k1").await.unwrap().unwrap();
     assert_eq!(by_id.key_alias.as_deref(), Some("alias"), "{name}");
+    assert!(by_id.blocked, "{name}: blocking persists");
+    changed.blocked = false;
+    store.update_key(&changed).await.unwrap();
+    let unblocked = store.key_by_hash("hash-k1").await.unwrap().unwrap();
+    assert!(!unblocked.blocked, "{name}: and so does unblocking");
     assert_eq!(
         by_id.spend,
         Decimal::ZERO,

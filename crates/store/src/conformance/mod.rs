@@ -13,6 +13,7 @@
 
 mod chunks;
 mod files;
+mod fleet;
 mod journal;
 mod keys;
 mod leases;
@@ -27,6 +28,7 @@ use crate::{LineResult, MetaStore};
 
 pub use chunks::*;
 pub use files::*;
+pub use fleet::*;
 pub use journal::*;
 pub use keys::*;
 pub use leases::*;
@@ -111,6 +113,7 @@ macro_rules! conformance_tests {
             a_stale_chunk_lease_can_never_write,
             chunks_are_released_and_end_with_their_batch,
             budget_resets_restart_periods_and_saturate,
+            heartbeats_show_who_works_on_what,
         );
     };
     (@each $open:path; $($check:ident),* $(,)?) => {

@@ -67,6 +67,7 @@ pub fn key(id: &str, team: Option<&str>) -> KeyRecord {
         spend: rust_decimal::Decimal::ZERO,
         metadata: serde_json::json!({}),
         created_at: 1,
+        blocked: false,
     }
 }
 

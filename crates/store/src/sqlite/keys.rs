@@ -15,7 +15,7 @@ impl KeyStore for SqliteStore {
     async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO keys (key_id, key_hash, key_alias, team_id, models, max_budget, budget_duration, \
-             budget_seconds, budget_reset_at, spend, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             budget_seconds, budget_reset_at, spend, metadata, created_at, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&k.key_id)
         .bind(&k.key_hash)
@@ -29,6 +29,7 @@ impl KeyStore for SqliteStore {
         .bind(k.spend.to_string())
         .bind(json(&k.metadata)?)
         .bind(k.created_at)
+        .bind(k.blocked)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -53,7 +54,7 @@ impl KeyStore for SqliteStore {
     async fn update_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE keys SET key_alias = ?, team_id = ?, models = ?, max_budget = ?, budget_duration = ?, \
-             budget_seconds = ?, budget_reset_at = ?, metadata = ? WHERE key_id = ?",
+             budget_seconds = ?, budget_reset_at = ?, metadata = ?, blocked = ? WHERE key_id = ?",
         )
         .bind(&k.key_alias)
         .bind(&k.team_id)
@@ -63,6 +64,7 @@ impl KeyStore for SqliteStore {
         .bind(k.budget_seconds)
         .bind(k.budget_reset_at)
         .bind(json(&k.metadata)?)
+        .bind(k.blocked)
         .bind(&k.key_id)
         .execute(self.pool())
         .await?;
@@ -254,6 +256,7 @@ fn key_from_row(r: &SqliteRow) -> Result<KeyRecord, StoreError> {
         metadata: serde_json::from_str(&metadata)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: r.try_get("created_at")?,
+        blocked: r.try_get("blocked")?,
     })
 }
 
@@ -282,6 +285,7 @@ mod tests {
             spend: Decimal::ONE,
             metadata: serde_json::json!({}),
             created_at: 1,
+            blocked: false,
         }
     }
 

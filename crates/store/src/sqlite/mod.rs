@@ -3,6 +3,7 @@
 mod batches;
 mod chunks;
 mod files;
+mod fleet;
 mod keys;
 mod spend;
 

@@ -1,0 +1,182 @@
+//! A deployment's `max_parallel_requests` holds for the whole fleet of
+//! instances sharing a store: each instance heartbeats, every [`BEAT`],
+//! which model groups it has work for, reads who else does, and sends to a
+//! group's deployments only its share of their limits — an even split
+//! between the instances present for the group.
+//!
+//! An instance starting work on a group first declares it and waits
+//! [`JOIN_AFTER`] (two beats), by which time every other instance has read
+//! the declaration and shrunk its own share; only then does it send. The
+//! shares therefore add up to the limit at all times, except that requests
+//! another instance already had in flight above its new share finish
+//! normally (for at most one request's duration). An instance that stops
+//! beating (killed) stops counting after [`LIVE_FOR`]; one that stops
+//! gracefully, or has had no work for a beat, leaves at once.
+//!
+//! On a store no other instance uses (the embedded SQLite) none of this
+//! runs: every group is open with the whole limit from the start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use batchgate_store::Presence;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::shared::Shared;
+
+/// How often an instance heartbeats and re-reads the fleet.
+pub const BEAT: Duration = Duration::from_secs(2);
+/// How long a new member waits between declaring a group and sending to
+/// it: every other member re-reads the fleet within one beat.
+pub const JOIN_AFTER: Duration = Duration::from_secs(4);
+/// Seconds after its last heartbeat an instance stops counting.
+pub const LIVE_FOR: i64 = 10;
+/// Beats without work after which an instance leaves a group: not one,
+/// so that the gap between two chunks does not make it wait to join again.
+const LEAVE_AFTER_IDLE_BEATS: u32 = 2;
+
+/// Where this instance stands with one model group.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Declared at this time; not sending yet.
+    Joining(Instant),
+    /// Sending its share; the beats in a row it had no work.
+    Member { idle: u32 },
+}
+
+/// Runs until shutdown (only on a shared store), then leaves every group
+/// so the others take its share at their next beat.
+pub async fn heartbeat(shared: Arc<Shared>) {
+    if !shared.gw.store.is_shared() {
+        return;
+    }
+    let mut phases: HashMap<String, Phase> = HashMap::new();
+    let mut every = tokio::time::interval(BEAT);
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shared.limits.knock().notified() => {}
+            _ = shared.shutdown.cancelled() => break,
+        }
+        update_phases(&shared, &mut phases);
+        let declared: Vec<String> = phases.keys().cloned().collect();
+        let Some(present) = beat(&shared, &declared).await else {
+            continue;
+        };
+        let now = Instant::now();
+        for (model, phase) in phases.iter_mut() {
+            if let Phase::Joining(since) = *phase {
+                if now.duration_since(since) < JOIN_AFTER {
+                    continue;
+                }
+                *phase = Phase::Member { idle: 0 };
+            }
+            shared.limits.open(model, &shared.instance, &present);
+        }
+    }
+    beat(&shared, &[]).await;
+}
+
+/// Groups with work join (from now); groups without work for
+/// [`LEAVE_AFTER_IDLE_BEATS`] (or still joining) leave and close.
+fn update_phases(shared: &Shared, phases: &mut HashMap<String, Phase>) {
+    let busy = shared.limits.busy_models();
+    phases.retain(|model, phase| {
+        let keep = match phase {
+            _ if busy.contains(model) => {
+                if let Phase::Member { idle } = phase {
+                    *idle = 0;
+                }
+                true
+            }
+            Phase::Member { idle } => {
+                *idle += 1;
+                *idle < LEAVE_AFTER_IDLE_BEATS
+            }
+            Phase::Joining(_) => false,
+        };
+        if !keep {
+            shared.limits.close(model);
+        }
+        keep
+    });
+    for model in busy {
+        phases
+            .entry(model)
+            .or_insert_with(|| Phase::Joining(Instant::now()));
+    }
+}
+
+/// One heartbeat; `None` if it failed (the shares stay as they are and
+/// the next beat retries; the others count this instance for
+/// [`LIVE_FOR`] meanwhile).
+async fn beat(shared: &Shared, models: &[String]) -> Option<Vec<Presence>> {
+    let now = shared.gw.now();
+    let since = now.saturating_sub(LIVE_FOR);
+    match shared
+        .gw
+        .store
+        .heartbeat(&shared.instance, models, now, since)
+        .await
+    {
+        Ok(present) => Some(present),
+        Err(e) => {
+            tracing::warn!(error = %e, "fleet heartbeat failed; shares unchanged");
+            None
+        }
+    }
+}
+
+/// `me`'s share of `limit` between `members` and `me` (named once each
+/// whether or not `me` is among them): an even split with the remainder
+/// going to the first names in order, so the shares of all members add up
+/// to exactly `limit` — but at least 1, so with more instances than the
+/// limit each still sends one at a time.
+pub fn share_of(limit: usize, members: &[&str], me: &str) -> usize {
+    let mut names: Vec<&str> = members.to_vec();
+    names.push(me);
+    names.sort_unstable();
+    names.dedup();
+    let n = names.len();
+    let rank = names.iter().position(|m| *m == me).unwrap_or(0);
+    let extra = usize::from(rank < limit % n);
+    (limit / n + extra).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn alone_takes_all() {
+        assert_eq!(share_of(64, &[], "a"), 64);
+        assert_eq!(share_of(64, &["a"], "a"), 64);
+    }
+
+    #[test]
+    fn the_remainder_goes_to_the_first_names() {
+        let members = ["a", "b", "c"];
+        let shares: Vec<_> = members.iter().map(|m| share_of(64, &members, m)).collect();
+        assert_eq!(shares, [22, 21, 21]);
+        // One joining counts itself in before the others have seen it.
+        assert_eq!(share_of(64, &["a", "c"], "b"), 21);
+    }
+
+    #[test]
+    fn each_sends_at_least_one() {
+        assert_eq!(share_of(2, &["a", "b", "c"], "c"), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn shares_add_up_to_the_limit(limit in 1usize..5000, n in 1usize..40) {
+            let names: Vec<String> = (0..n).map(|i| format!("inst-{i:03}")).collect();
+            let members: Vec<&str> = names.iter().map(String::as_str).collect();
+            let sum: usize = members.iter().map(|m| share_of(limit, &members, m)).sum();
+            prop_assert_eq!(sum, limit.max(n));
+        }
+    }
+}
