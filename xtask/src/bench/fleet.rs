@@ -6,8 +6,9 @@
 //!    fleet-wide upstream concurrency C and a fixed limit (no adaptive
 //!    ramp). The upstream, not the gateway, is the bottleneck in both, so
 //!    their ratio is what the fleet loses to coordination: chunk leases,
-//!    fenced journal writes, the holder watching its chunk runners and
-//!    finalizing alone.
+//!    fenced journal writes, the split of the limit (each instance waits
+//!    two heartbeats before sending its share), the holder watching its
+//!    chunk runners and finalizing alone.
 //! 2. The journal's cost per line, SQLite against PostgreSQL: one instance
 //!    and a zero-latency upstream, so the wall time is the engine's and the
 //!    store's own.
@@ -28,13 +29,15 @@ use super::{mib, reset_peak, rss_kib, start_mock, write_lines, Row, KEY};
 use crate::api::Api;
 use crate::procs::{has, Proc};
 
-/// Whether `max_parallel_requests` is fleet-wide (each instance takes its
-/// share of the configured value, from a heartbeat table). Today it holds
-/// per instance, so the N-instance run configures each instance with its
-/// share of C (C / N, the remainder spread) to keep the fleet at C. When
-/// the fleet-wide limit lands, flip this to `true` (or pass
-/// `--fleet-wide-limit true`) and every instance is configured with C.
-const LIMIT_IS_FLEET_WIDE: bool = false;
+/// Whether the gateway under test splits `max_parallel_requests` across
+/// the fleet (each instance takes its share from the `fleet_presence`
+/// heartbeats; since 608436d). Then every instance is configured with C.
+/// Set it to `false` (or pass `--fleet-wide-limit false`) only for a
+/// gateway from before that, where the limit holds per instance: the
+/// bench then configures each instance with its share of C itself (C / N,
+/// the remainder spread). On a fleet-wide gateway `false` would split C
+/// twice.
+const LIMIT_IS_FLEET_WIDE: bool = true;
 
 /// The ID secret every instance shares (IDs minted by one verify on all).
 const SECRET: &str = "batchgate-bench-fleet-id-secret";
@@ -67,8 +70,9 @@ pub struct FleetArgs {
     /// PostgreSQL, else postgres://postgres@127.0.0.1:5432/test.
     #[arg(long)]
     pub database_url: Option<String>,
-    /// Configure C on every instance instead of C / N each: right once
-    /// `max_parallel_requests` is fleet-wide.
+    /// Configure C on every instance (the gateway splits it across the
+    /// fleet); `false`: C / N each, for a gateway whose limit holds per
+    /// instance (before 608436d).
     #[arg(long, default_value_t = LIMIT_IS_FLEET_WIDE, action = clap::ArgAction::Set)]
     pub fleet_wide_limit: bool,
 }
@@ -158,7 +162,10 @@ fn fleet_rows(ctx: &Ctx<'_>, args: &FleetArgs, n: usize) -> Result<Vec<Row>> {
             target: "(reference)".into(),
         },
         Row {
-            what: format!("(f) the same, {n} instances ({})", fleet.limits_text()),
+            what: format!(
+                "(f) the same, {n} instances ({})",
+                fleet.limits_text(args.fleet_wide_limit)
+            ),
             result: fleet.describe(lines, ideal),
             target: "(against 1 instance)".into(),
         },
@@ -209,7 +216,11 @@ impl FleetRun {
         )
     }
 
-    fn limits_text(&self) -> String {
+    fn limits_text(&self, fleet_wide: bool) -> String {
+        if fleet_wide {
+            let c = self.limits.first().copied().unwrap_or_default();
+            return format!("each configured with {c}, split by the fleet");
+        }
         let each: Vec<String> = self.limits.iter().map(usize::to_string).collect();
         format!("limits {}", each.join(" + "))
     }
@@ -274,36 +285,55 @@ fn journal_rows(ctx: &Ctx<'_>, lines: usize, c: usize) -> Result<Vec<Row>> {
         blobs: None,
     };
     let pg = journal_run(ctx, &mock, &input, c, &postgres, "journal-postgres")?;
-    let per_line = |secs: f64| secs * 1e6 / lines as f64;
-    let result = |secs: f64| {
-        format!(
-            "{secs:.1} s, **{:.0} µs/line** ({:.0} lines/s)",
-            per_line(secs),
-            lines as f64 / secs
-        )
-    };
+    let lines_f = lines as f64;
     Ok(vec![
         Row {
             what: format!(
                 "(j) journal: {lines}-line batch, zero-latency upstream, concurrency {c}, 1 instance, SQLite (embedded)"
             ),
-            result: result(sqlite),
+            result: sqlite.describe(lines_f),
             target: "—".into(),
         },
         Row {
             what: "(j) the same on PostgreSQL".into(),
-            result: result(pg),
+            result: pg.describe(lines_f),
             target: "—".into(),
         },
         Row {
             what: "(j) PostgreSQL / SQLite, µs per line".into(),
-            result: format!("**{:.2}×**", pg / sqlite),
+            result: format!(
+                "wall **{:.2}×**, load window **{:.2}×**",
+                pg.secs / sqlite.secs,
+                sqlite.load.throughput / pg.load.throughput
+            ),
             target: "—".into(),
         },
     ])
 }
 
-/// Seconds from create to completed of `input` on a fresh instance.
+/// One journal run: wall seconds and the mock's load over the batch.
+struct JournalRun {
+    secs: f64,
+    load: LoadStats,
+}
+
+impl JournalRun {
+    /// µs per line of wall time (create → completed: validation, a
+    /// fleet member's join, finalization included) and over the upstream's
+    /// load window (first request to last answer: dispatch and journal
+    /// only; with a zero-latency upstream that is the gateway's own time).
+    fn describe(&self, lines: f64) -> String {
+        format!(
+            "{:.1} s, **{:.0} µs/line** wall ({:.0} lines/s); **{:.0} µs/line** over the upstream's load window",
+            self.secs,
+            self.secs * 1e6 / lines,
+            lines / self.secs,
+            1e6 / self.load.throughput,
+        )
+    }
+}
+
+/// `input` run on a fresh instance on `store`.
 fn journal_run(
     ctx: &Ctx<'_>,
     mock: &str,
@@ -311,11 +341,11 @@ fn journal_run(
     c: usize,
     store: &Store,
     name: &str,
-) -> Result<f64> {
+) -> Result<JournalRun> {
     let (_gw, url) = start_gateway(ctx.bin, &ctx.work.join(name), mock, c, store)?;
-    let (secs, _) = ctx.rt.block_on(timed_batch(&url, mock, input))?;
+    let (secs, load) = ctx.rt.block_on(timed_batch(&url, mock, input))?;
     eprintln!("{name}: {secs:.2} s");
-    Ok(secs)
+    Ok(JournalRun { secs, load })
 }
 
 /// Where an instance keeps its metadata and file bytes.
