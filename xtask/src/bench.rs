@@ -15,6 +15,7 @@ use crate::api::Api;
 use crate::procs::{build_release, has, Proc};
 
 mod adaptive;
+mod fleet;
 
 const KEY: &str = "sk-bench";
 
@@ -23,7 +24,8 @@ pub struct Args {
     /// Lines of the latency-bound batch (c).
     #[arg(long, default_value_t = 50_000)]
     lines: usize,
-    /// Upstream concurrency for (c) and (d).
+    /// Upstream concurrency for (c) and (d), and for the journal rows of
+    /// `--fleet`.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
     /// Seconds of the retrieve load (b).
@@ -36,6 +38,8 @@ pub struct Args {
     /// Lines of each batch of the adaptive comparison.
     #[arg(long, default_value_t = 5_000)]
     adaptive_lines: usize,
+    #[command(flatten)]
+    fleet: fleet::FleetArgs,
 }
 
 struct Row {
@@ -51,6 +55,11 @@ pub fn run(args: Args) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     if args.adaptive {
         let result = adaptive::run(&bin, &work, &rt, args.adaptive_lines);
+        let _ = std::fs::remove_dir_all(&work);
+        return result;
+    }
+    if args.fleet.fleet.is_some() {
+        let result = fleet::run(&bin, &work, &rt, &args.fleet, args.concurrency);
         let _ = std::fs::remove_dir_all(&work);
         return result;
     }

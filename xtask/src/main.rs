@@ -54,6 +54,13 @@ fn main() -> anyhow::Result<()> {
 mod tests {
     use clap::CommandFactory;
 
+    /// clap's own checks (unique argument and group names, …) run only
+    /// when a command is parsed: here, for every command at once.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+
     /// docs/architecture.md names every command, so none is a secret.
     #[test]
     fn the_architecture_doc_lists_every_command() {
