@@ -1,9 +1,10 @@
 //! `GET /fleet` (batchgate extension, any key): what the console's Fleet
 //! view shows beside `/health` — each deployment's configuration, lines in
 //! flight, concurrency (this instance's limit, its share of
-//! `max_parallel_requests`, queue estimate, throughput) and pause state, batch counts by status, and the instance
-//! answering, and the instances holding batch leases (on a shared database,
-//! every instance running something) with the age of their last heartbeat.
+//! `max_parallel_requests`, queue estimate, throughput) and pause state,
+//! batch counts by status, the instance answering, and the instances (on a
+//! shared database every live one) with the batches they hold, the models
+//! they work on and the age of their last heartbeat.
 
 use std::sync::Arc;
 
@@ -74,7 +75,7 @@ pub async fn fleet(State(st): State<Arc<AppState>>, Ctx(_): Ctx) -> HttpResult<J
 }
 
 /// This instance, every instance holding a lease, and (on a shared
-/// database) every instance with work for some model: the batches each
+/// database) every live instance: the batches each
 /// holds, the models it works on, and its last heartbeat. Leases are
 /// renewed every third of `lease_seconds`; one not renewed for longer
 /// lapses and another instance takes its batch over.
@@ -99,7 +100,7 @@ async fn instances(st: &AppState) -> Result<Vec<Value>, crate::error::HttpError>
             let held = holders.iter().find(|h| h.owner == name);
             let models: Vec<&str> = present
                 .iter()
-                .filter(|p| p.instance == name)
+                .filter(|p| p.instance == name && p.model != batchgate_store::ALIVE)
                 .map(|p| p.model.as_str())
                 .collect();
             let beat = present

@@ -7,7 +7,12 @@ use async_trait::async_trait;
 
 use crate::StoreError;
 
-/// One instance working on one model group, as of its last heartbeat.
+/// The model of the presence every live instance keeps, with or without
+/// work: that it is alive.
+pub const ALIVE: &str = "";
+
+/// One instance working on one model group (or [`ALIVE`]), as of its last
+/// heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Presence {
     /// The instance's name (the owner its leases carry).

@@ -21,7 +21,7 @@ mod sqlite;
 pub use blob::{Blobs, PutOutcome};
 pub use chunks::{Chunk, ChunkProgress, ChunkStore};
 pub use error::{is_full_io, StoreError};
-pub use fleet::{FleetStore, Presence};
+pub use fleet::{FleetStore, Presence, ALIVE};
 pub use keys::{utc_day, KeyRecord, KeyStore, SpendFilter, SpendRow, SpendStore, TeamRecord};
 pub use meta::{BatchStats, BatchStore, Deleted, FileStore, LeaseHolder, MetaStore, Page};
 pub use records::{

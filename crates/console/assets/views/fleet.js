@@ -100,7 +100,7 @@ function summary(fleet) {
   );
 }
 
-/** This instance, those holding batch leases, and (on a shared database) those with work for a model. */
+/** This instance, those holding batch leases, and (on a shared database) every live instance. */
 function instancesTable(fleet) {
   return h(
     'section',
@@ -131,8 +131,7 @@ function instancesTable(fleet) {
       'p',
       { class: 'muted', id: 'instances-note' },
       'Instances sharing one database divide batches through leases, renewed every third of the lease time, ',
-      'and heartbeat the models they send lines to every 2 s, splitting each deployment\'s max_parallel_requests between them; ',
-      'an instance with no work is not listed here.',
+      'and heartbeat every second with the models they send lines to, splitting each deployment\'s max_parallel_requests between them.',
     ),
   );
 }

@@ -6,7 +6,10 @@
 //!
 //! An instance starting work on a group first declares it and waits
 //! [`JOIN_AFTER`] (two beats), by which time every other instance has read
-//! the declaration and shrunk its own share; only then does it send. The
+//! the declaration and shrunk its own share; only then does it send —
+//! unless its beat found no other live instance (every live instance
+//! keeps an [`ALIVE`] presence, work or not), in which case it sends at
+//! once: an instance that starts later sees it and waits. The
 //! shares therefore add up to the limit at all times, except that requests
 //! another instance already had in flight above its new share finish
 //! normally (for at most one request's duration). An instance that stops
@@ -20,21 +23,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use batchgate_store::Presence;
+use batchgate_store::{Presence, ALIVE};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::shared::Shared;
 
 /// How often an instance heartbeats and re-reads the fleet.
-pub const BEAT: Duration = Duration::from_secs(2);
+pub const BEAT: Duration = Duration::from_secs(1);
 /// How long a new member waits between declaring a group and sending to
 /// it: every other member re-reads the fleet within one beat.
-pub const JOIN_AFTER: Duration = Duration::from_secs(4);
+pub const JOIN_AFTER: Duration = Duration::from_secs(2);
 /// Seconds after its last heartbeat an instance stops counting.
 pub const LIVE_FOR: i64 = 10;
 /// Beats without work after which an instance leaves a group: not one,
 /// so that the gap between two chunks does not make it wait to join again.
-const LEAVE_AFTER_IDLE_BEATS: u32 = 2;
+const LEAVE_AFTER_IDLE_BEATS: u32 = 3;
 
 /// Where this instance stands with one model group.
 #[derive(Debug, Clone, Copy)]
@@ -86,21 +89,24 @@ impl Membership {
         left
     }
 
-    /// The groups to declare in the beat.
+    /// The groups to declare in the beat, and [`ALIVE`].
     fn declared(&self) -> Vec<String> {
         let mut out: Vec<String> = self.phases.keys().cloned().collect();
+        out.push(ALIVE.to_string());
         out.sort();
         out
     }
 
     /// After a beat that succeeded at `now`: the groups that may send (with
     /// their share of the fleet just read) — members, and those that have
-    /// been joining for [`JOIN_AFTER`], which become members.
-    fn after_beat(&mut self, now: Instant) -> Vec<String> {
+    /// been joining for [`JOIN_AFTER`], which become members; all of them
+    /// at once when the beat found no other live instance (`alone`: no
+    /// other can be sending, and one that starts sees this one first).
+    fn after_beat(&mut self, now: Instant, alone: bool) -> Vec<String> {
         let mut open = Vec::new();
         for (model, phase) in self.phases.iter_mut() {
             if let Phase::Joining(since) = *phase {
-                if now.duration_since(since) < JOIN_AFTER {
+                if !alone && now.duration_since(since) < JOIN_AFTER {
                     continue;
                 }
                 *phase = Phase::Member { idle: 0 };
@@ -134,7 +140,8 @@ pub async fn heartbeat(shared: Arc<Shared>) {
         let Some(present) = beat(&shared, &membership.declared()).await else {
             continue;
         };
-        for model in membership.after_beat(Instant::now()) {
+        let alone = present.iter().all(|p| p.instance == shared.instance);
+        for model in membership.after_beat(Instant::now(), alone) {
             shared.limits.open(&model, &shared.instance, &present);
         }
     }
@@ -191,17 +198,30 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Membership::default();
         assert!(m.before_beat(&names(&["m"]), t0).is_empty());
-        assert_eq!(m.declared(), ["m"]);
-        assert!(m.after_beat(t0).is_empty(), "not at once");
+        assert_eq!(m.declared(), ["", "m"], "the group, and alive");
+        assert!(m.after_beat(t0, false).is_empty(), "not at once");
         let almost = t0 + JOIN_AFTER - Duration::from_millis(1);
         assert!(m.before_beat(&names(&["m"]), almost).is_empty());
-        assert!(m.after_beat(almost).is_empty(), "not before JOIN_AFTER");
-        assert_eq!(m.after_beat(t0 + JOIN_AFTER), ["m"]);
+        assert!(
+            m.after_beat(almost, false).is_empty(),
+            "not before JOIN_AFTER"
+        );
+        assert_eq!(m.after_beat(t0 + JOIN_AFTER, false), ["m"]);
         // A member stays open at every beat.
         assert!(m
             .before_beat(&names(&["m"]), t0 + 2 * JOIN_AFTER)
             .is_empty());
-        assert_eq!(m.after_beat(t0 + 2 * JOIN_AFTER), ["m"]);
+        assert_eq!(m.after_beat(t0 + 2 * JOIN_AFTER, false), ["m"]);
+    }
+
+    #[test]
+    fn alone_a_group_sends_at_once() {
+        let t0 = Instant::now();
+        let mut m = Membership::default();
+        m.before_beat(&names(&["m", "n"]), t0);
+        assert_eq!(m.after_beat(t0, true), ["m", "n"]);
+        // Members from then on, whoever arrives.
+        assert_eq!(m.after_beat(t0, false), ["m", "n"]);
     }
 
     #[test]
@@ -210,7 +230,7 @@ mod tests {
         let later = t0 + JOIN_AFTER;
         let mut m = Membership::default();
         m.before_beat(&names(&["a", "b"]), t0);
-        m.after_beat(later);
+        m.after_beat(later, false);
         m.before_beat(&names(&["a", "b", "c"]), later);
         // `c` is still joining when its work stops: it leaves at once.
         assert_eq!(m.before_beat(&names(&["a", "b"]), later), ["c"]);
@@ -220,7 +240,7 @@ mod tests {
             assert!(m.before_beat(&names(&["a"]), later).is_empty());
         }
         assert_eq!(m.before_beat(&names(&["a"]), later), ["b"]);
-        assert_eq!(m.declared(), ["a"]);
+        assert_eq!(m.declared(), ["", "a"]);
         // Work again resets the count.
         m.before_beat(&[], later);
         m.before_beat(&names(&["a"]), later);
@@ -228,7 +248,7 @@ mod tests {
             assert!(m.before_beat(&[], later).is_empty());
         }
         assert_eq!(m.before_beat(&[], later), ["a"]);
-        assert!(m.declared().is_empty());
+        assert_eq!(m.declared(), [ALIVE], "alive without work");
     }
 
     #[test]
