@@ -131,7 +131,7 @@ function instancesTable(fleet) {
       'p',
       { class: 'muted', id: 'instances-note' },
       'Instances sharing one database divide batches through leases, renewed every third of the lease time, ',
-      'and heartbeat every second with the models they send lines to, splitting each deployment\'s max_parallel_requests between them.',
+      'and heartbeat twice a second with the models they send lines to, splitting each deployment\'s max_parallel_requests between them.',
     ),
   );
 }

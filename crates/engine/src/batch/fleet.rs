@@ -5,11 +5,12 @@
 //! between the instances present for the group.
 //!
 //! An instance starting work on a group first declares it and waits
-//! [`JOIN_AFTER`] (two beats), by which time every other instance has read
+//! [`JOIN_AFTER`] (two and a half beats), by which time every other instance has read
 //! the declaration and shrunk its own share; only then does it send —
-//! unless its beat found no other live instance (every live instance
-//! keeps an [`ALIVE`] presence, work or not), in which case it sends at
-//! once: an instance that starts later sees it and waits. The
+//! unless no other instance declares the group, in which case nobody can
+//! be sending to it and it sends at once, its share split with every live
+//! instance (each keeps an [`ALIVE`] presence, work or not) until its
+//! next beat: alone, the whole limit. The
 //! shares therefore add up to the limit at all times, except that requests
 //! another instance already had in flight above its new share finish
 //! normally (for at most one request's duration). An instance that stops
@@ -29,15 +30,25 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::shared::Shared;
 
 /// How often an instance heartbeats and re-reads the fleet.
-pub const BEAT: Duration = Duration::from_secs(1);
+pub const BEAT: Duration = Duration::from_millis(500);
 /// How long a new member waits between declaring a group and sending to
-/// it: every other member re-reads the fleet within one beat.
-pub const JOIN_AFTER: Duration = Duration::from_secs(2);
+/// it: every other member re-reads the fleet within one beat; the rest is
+/// margin for a slow beat.
+pub const JOIN_AFTER: Duration = Duration::from_millis(1250);
 /// Seconds after its last heartbeat an instance stops counting.
 pub const LIVE_FOR: i64 = 10;
 /// Beats without work after which an instance leaves a group: not one,
 /// so that the gap between two chunks does not make it wait to join again.
-const LEAVE_AFTER_IDLE_BEATS: u32 = 3;
+const LEAVE_AFTER_IDLE_BEATS: u32 = 4;
+
+/// Whom a group's limit is split with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Split {
+    /// The instances declaring the group.
+    Declared,
+    /// Every live instance.
+    Live,
+}
 
 /// Where this instance stands with one model group.
 #[derive(Debug, Clone, Copy)]
@@ -97,21 +108,33 @@ impl Membership {
         out
     }
 
-    /// After a beat that succeeded at `now`: the groups that may send (with
-    /// their share of the fleet just read) — members, and those that have
-    /// been joining for [`JOIN_AFTER`], which become members; all of them
-    /// at once when the beat found no other live instance (`alone`: no
-    /// other can be sending, and one that starts sees this one first).
-    fn after_beat(&mut self, now: Instant, alone: bool) -> Vec<String> {
+    /// After a beat that succeeded at `now`: the groups that may send, and
+    /// how their share is counted. Members, and those joining for
+    /// [`JOIN_AFTER`] (which become members), split with the instances
+    /// declaring the group ([`Split::Declared`]). A joiner whose group no
+    /// other instance declares (`uncontested`: nobody can be sending to
+    /// it) sends at once, splitting with every live instance
+    /// ([`Split::Live`]): any of them may be starting on the group at this
+    /// very moment without having seen this one, but none of them can take
+    /// more than that share either.
+    fn after_beat(
+        &mut self,
+        now: Instant,
+        uncontested: impl Fn(&str) -> bool,
+    ) -> Vec<(String, Split)> {
         let mut open = Vec::new();
         for (model, phase) in self.phases.iter_mut() {
-            if let Phase::Joining(since) = *phase {
-                if !alone && now.duration_since(since) < JOIN_AFTER {
-                    continue;
-                }
-                *phase = Phase::Member { idle: 0 };
-            }
-            open.push(model.clone());
+            let split = match *phase {
+                Phase::Member { .. } => Split::Declared,
+                Phase::Joining(since) if now.duration_since(since) >= JOIN_AFTER => Split::Declared,
+                Phase::Joining(_) if uncontested(model) => Split::Live,
+                Phase::Joining(_) => continue,
+            };
+            *phase = match *phase {
+                Phase::Joining(_) => Phase::Member { idle: 0 },
+                member => member,
+            };
+            open.push((model.clone(), split));
         }
         open.sort();
         open
@@ -140,9 +163,16 @@ pub async fn heartbeat(shared: Arc<Shared>) {
         let Some(present) = beat(&shared, &membership.declared()).await else {
             continue;
         };
-        let alone = present.iter().all(|p| p.instance == shared.instance);
-        for model in membership.after_beat(Instant::now(), alone) {
-            shared.limits.open(&model, &shared.instance, &present);
+        let me = shared.instance.as_str();
+        let uncontested =
+            |model: &str| !present.iter().any(|p| p.model == model && p.instance != me);
+        for (model, split) in membership.after_beat(Instant::now(), uncontested) {
+            let members: Vec<&str> = present
+                .iter()
+                .filter(|p| split == Split::Live || p.model == model)
+                .map(|p| p.instance.as_str())
+                .collect();
+            shared.limits.open(&model, me, &members);
         }
     }
     beat(&shared, &[]).await;
@@ -193,35 +223,52 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    fn contested(_: &str) -> bool {
+        false
+    }
+
+    fn declared(model: &str) -> (String, Split) {
+        (model.to_string(), Split::Declared)
+    }
+
     #[test]
     fn a_group_is_declared_at_once_and_sends_only_after_the_join_wait() {
         let t0 = Instant::now();
         let mut m = Membership::default();
         assert!(m.before_beat(&names(&["m"]), t0).is_empty());
         assert_eq!(m.declared(), ["", "m"], "the group, and alive");
-        assert!(m.after_beat(t0, false).is_empty(), "not at once");
+        assert!(m.after_beat(t0, contested).is_empty(), "not at once");
         let almost = t0 + JOIN_AFTER - Duration::from_millis(1);
         assert!(m.before_beat(&names(&["m"]), almost).is_empty());
         assert!(
-            m.after_beat(almost, false).is_empty(),
+            m.after_beat(almost, contested).is_empty(),
             "not before JOIN_AFTER"
         );
-        assert_eq!(m.after_beat(t0 + JOIN_AFTER, false), ["m"]);
+        assert_eq!(m.after_beat(t0 + JOIN_AFTER, contested), [declared("m")]);
         // A member stays open at every beat.
         assert!(m
             .before_beat(&names(&["m"]), t0 + 2 * JOIN_AFTER)
             .is_empty());
-        assert_eq!(m.after_beat(t0 + 2 * JOIN_AFTER, false), ["m"]);
+        assert_eq!(
+            m.after_beat(t0 + 2 * JOIN_AFTER, contested),
+            [declared("m")]
+        );
     }
 
     #[test]
-    fn alone_a_group_sends_at_once() {
+    fn an_uncontested_group_sends_at_once_split_with_every_live_instance() {
         let t0 = Instant::now();
         let mut m = Membership::default();
         m.before_beat(&names(&["m", "n"]), t0);
-        assert_eq!(m.after_beat(t0, true), ["m", "n"]);
-        // Members from then on, whoever arrives.
-        assert_eq!(m.after_beat(t0, false), ["m", "n"]);
+        let open = m.after_beat(t0, |model| model == "n");
+        assert_eq!(open, [("n".to_string(), Split::Live)], "m is contested");
+        // A member from then on, split with those declaring it.
+        assert_eq!(m.after_beat(t0, contested), [declared("n")]);
+        let later = t0 + JOIN_AFTER;
+        assert_eq!(
+            m.after_beat(later, contested),
+            [declared("m"), declared("n")]
+        );
     }
 
     #[test]
@@ -230,7 +277,7 @@ mod tests {
         let later = t0 + JOIN_AFTER;
         let mut m = Membership::default();
         m.before_beat(&names(&["a", "b"]), t0);
-        m.after_beat(later, false);
+        m.after_beat(later, contested);
         m.before_beat(&names(&["a", "b", "c"]), later);
         // `c` is still joining when its work stops: it leaves at once.
         assert_eq!(m.before_beat(&names(&["a", "b"]), later), ["c"]);

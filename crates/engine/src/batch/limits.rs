@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use batchgate_config::Router;
 use batchgate_core::{ApiError, Deployment, Upstream};
-use batchgate_store::Presence;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -209,19 +208,14 @@ impl Limits {
 
     /// Opens `model`'s group (if closed) with this instance's share of
     /// each of its deployments' `max_parallel_requests`: an even split
-    /// between the instances `present` for it and `me`.
-    pub fn open(&self, model: &str, me: &str, present: &[Presence]) {
+    /// between `members` and `me`.
+    pub fn open(&self, model: &str, me: &str, members: &[&str]) {
         let Some(g) = self.groups.get(model) else {
             return;
         };
-        let members: Vec<&str> = present
-            .iter()
-            .filter(|p| p.model == model)
-            .map(|p| p.instance.as_str())
-            .collect();
         let _sizing = g.sizing();
         for r in &g.replicas {
-            let share = fleet::share_of(r.deployment.max_parallel_requests, &members, me);
+            let share = fleet::share_of(r.deployment.max_parallel_requests, members, me);
             r.slots.resize(r.pacer.set_share(share));
         }
         g.total
