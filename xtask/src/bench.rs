@@ -200,6 +200,15 @@ fn start_mock(bin: &Path, args: &[&str]) -> Result<(Proc, String)> {
     )
 }
 
+/// The gateway on its embedded store whatever the shell sets: these rows
+/// are documented as SQLite and local files, and a `DATABASE_URL` or
+/// `BATCHGATE_STORAGE_URL` left in the environment would silently measure
+/// another store.
+pub(crate) fn embedded(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("BATCHGATE_STORAGE_URL")
+}
+
 fn start_gateway(
     bin: &Path,
     dir: &Path,
@@ -215,7 +224,7 @@ fn start_gateway(
     );
     std::fs::write(dir.join("config.yaml"), config)?;
     Proc::start(
-        Command::new(bin.join("batchgate"))
+        embedded(&mut Command::new(bin.join("batchgate")))
             .arg("--config")
             .arg(dir.join("config.yaml"))
             .args(["--port", "0", "--data-dir"])

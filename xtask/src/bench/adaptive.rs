@@ -185,7 +185,8 @@ impl Run<'_> {
         );
         std::fs::write(self.dir.join("config.yaml"), config)?;
         let mut cmd = Command::new(self.bin.join("batchgate"));
-        cmd.arg("--config")
+        super::embedded(&mut cmd)
+            .arg("--config")
             .arg(self.dir.join("config.yaml"))
             .args(["--port", "0", "--data-dir"])
             .arg(self.dir.join("data"))
