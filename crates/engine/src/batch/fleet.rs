@@ -164,18 +164,29 @@ pub async fn heartbeat(shared: Arc<Shared>) {
             continue;
         };
         let me = shared.instance.as_str();
-        let uncontested =
-            |model: &str| !present.iter().any(|p| p.model == model && p.instance != me);
-        for (model, split) in membership.after_beat(Instant::now(), uncontested) {
-            let members: Vec<&str> = present
-                .iter()
-                .filter(|p| split == Split::Live || p.model == model)
-                .map(|p| p.instance.as_str())
-                .collect();
-            shared.limits.open(&model, me, &members);
+        let open = membership.after_beat(Instant::now(), |m| uncontested(&present, me, m));
+        for (model, split) in open {
+            shared
+                .limits
+                .open(&model, me, &members(&present, &model, split));
         }
     }
     beat(&shared, &[]).await;
+}
+
+/// Whether no instance but `me` declares `model`.
+fn uncontested(present: &[Presence], me: &str, model: &str) -> bool {
+    !present.iter().any(|p| p.model == model && p.instance != me)
+}
+
+/// The instances `model`'s limit is split between: those declaring it, or
+/// every live one.
+fn members<'a>(present: &'a [Presence], model: &str, split: Split) -> Vec<&'a str> {
+    present
+        .iter()
+        .filter(|p| split == Split::Live || p.model == model)
+        .map(|p| p.instance.as_str())
+        .collect()
 }
 
 /// One heartbeat; `None` if it failed (the shares stay as they are and
@@ -296,6 +307,36 @@ mod tests {
         }
         assert_eq!(m.before_beat(&[], later), ["a"]);
         assert_eq!(m.declared(), [ALIVE], "alive without work");
+    }
+
+    fn presence(instance: &str, model: &str) -> Presence {
+        Presence {
+            instance: instance.into(),
+            model: model.into(),
+            heartbeat_at: 0,
+        }
+    }
+
+    #[test]
+    fn who_declares_what_decides_the_split() {
+        let present = [
+            presence("a", ALIVE),
+            presence("a", "m"),
+            presence("b", ALIVE),
+            presence("c", ALIVE),
+            presence("c", "n"),
+        ];
+        assert!(uncontested(&present, "a", "m"), "only a itself declares m");
+        assert!(!uncontested(&present, "b", "m"), "a declares m");
+        assert!(!uncontested(&present, "a", "n"), "c declares n");
+        assert!(uncontested(&present, "a", "o"));
+        assert_eq!(members(&present, "m", Split::Declared), ["a"]);
+        assert_eq!(members(&present, "n", Split::Declared), ["c"]);
+        // Every live instance, once per presence (share_of counts names
+        // once).
+        let live = members(&present, "m", Split::Live);
+        assert_eq!(live, ["a", "a", "b", "c", "c"]);
+        assert_eq!(share_of(64, &live, "b"), 21);
     }
 
     #[test]
