@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use super::batches::{batch_from_row, check_fence, int};
+use super::batches::check_fence;
+use super::rows::{batch_from_row, int};
 use super::SqliteStore;
 use crate::{BatchRecord, Chunk, ChunkProgress, ChunkStore, Lease, StoreError};
 

@@ -5,6 +5,7 @@ mod chunks;
 mod files;
 mod fleet;
 mod keys;
+mod rows;
 mod spend;
 
 use std::path::Path;
