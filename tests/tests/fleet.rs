@@ -7,17 +7,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/fleet.rs"]
+mod support;
+
 use std::time::Duration;
 
-use batchgate_store_postgres::testing::Scratch;
 use batchgate_tests::one_model::{self, id, CHAT, MODEL};
-use batchgate_tests::s3::Bucket;
 use batchgate_tests::{
     assert_every_id_once, chat_lines, config_of_entries, model_entry, Gateway, MockConfig,
     MockHandle, MockVllm,
 };
+use support::Fleet;
 
-const SECRET: &str = "a-fleet-wide-test-secret";
 const WAIT: Duration = Duration::from_secs(300);
 /// The deployment's `max_parallel_requests`, for the whole fleet (16 per
 /// instance while all three have work).
@@ -28,38 +29,16 @@ const CHUNK_LINES: u64 = 500;
 /// crates/engine/src/batch/supervisor.rs).
 const CHUNKS_PER_BATCH: u64 = 2;
 
-/// Three instances sharing `scratch` and a fresh blob store.
-struct Fleet {
-    gateways: Vec<Gateway>,
-    _blobs: tempfile::TempDir,
-    _scratch: Scratch,
-}
-
 impl Fleet {
-    async fn start(mock: &MockHandle) -> Fleet {
+    /// Three instances with the deployment's `max_parallel_requests` at
+    /// [`PARALLEL`].
+    async fn of(mock: &MockHandle) -> Fleet {
         let params = [("max_parallel_requests", PARALLEL.to_string())];
-        Fleet::start_with(mock, &params, CHUNK_LINES).await
+        Fleet::with(mock, &params, CHUNK_LINES).await
     }
 
     /// With these `litellm_params` and `batch_settings.chunk_lines`.
-    async fn start_with(mock: &MockHandle, params: &[(&str, String)], chunk_lines: u64) -> Fleet {
-        let scratch = Scratch::new().await;
-        let blobs = tempfile::tempdir().unwrap();
-        let mut env = match Bucket::create("fleet").await.unwrap() {
-            Some(bucket) => {
-                let mut env = bucket.env();
-                let url = format!("s3://{}/fleet", bucket.name);
-                env.push(("BATCHGATE_STORAGE_URL", url));
-                env
-            }
-            None => {
-                let url = format!("file://{}", blobs.path().display());
-                vec![("BATCHGATE_STORAGE_URL", url)]
-            }
-        };
-        env.push(("DATABASE_URL", scratch.url()));
-        env.push(("BATCHGATE_ID_SECRET", SECRET.into()));
-        let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    async fn with(mock: &MockHandle, params: &[(&str, String)], chunk_lines: u64) -> Fleet {
         let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let entry = model_entry(
             MODEL,
@@ -72,16 +51,7 @@ impl Fleet {
         let extra = format!(
             "batch_settings:\n  lease_seconds: 5\n  chunk_lines: {chunk_lines}\n  shutdown_grace_seconds: 20\n"
         );
-        let cfg = config_of_entries(&[entry], &extra);
-        let mut gateways = Vec::new();
-        for _ in 0..3 {
-            gateways.push(Gateway::start_with(&cfg, &[], &envs).await.unwrap());
-        }
-        Fleet {
-            gateways,
-            _blobs: blobs,
-            _scratch: scratch,
-        }
+        Fleet::start(&config_of_entries(&[entry], &extra), "fleet", 3).await
     }
 
     /// Uploads `n` chat lines through the first instance and creates a
@@ -130,7 +100,7 @@ fn excess_200s(mock: &MockHandle) -> u64 {
 #[tokio::test]
 async fn one_batch_is_shared_by_three_instances() {
     let mock = one_model::mock(2).await;
-    let fleet = Fleet::start(&mock).await;
+    let fleet = Fleet::of(&mock).await;
     let n = 20_000;
     let batch = fleet.batch(n).await;
     let done = fleet.gateways[1].wait_batch(&batch, WAIT).await.unwrap();
@@ -161,7 +131,7 @@ async fn one_batch_is_shared_by_three_instances() {
 #[tokio::test]
 async fn a_killed_instance_s_lines_are_finished_by_the_others() {
     let mock = one_model::mock(5).await;
-    let mut fleet = Fleet::start(&mock).await;
+    let mut fleet = Fleet::of(&mock).await;
     let n = 8_000;
     let batch = fleet.batch(n).await;
     let watcher = &fleet.gateways[0];
@@ -201,7 +171,7 @@ async fn a_killed_instance_s_lines_are_finished_by_the_others() {
 #[tokio::test]
 async fn a_rolling_restart_loses_nothing() {
     let mock = one_model::mock(5).await;
-    let mut fleet = Fleet::start(&mock).await;
+    let mut fleet = Fleet::of(&mock).await;
     let n = 8_000;
     let batch = fleet.batch(n).await;
     for (i, step) in [1u64, 2, 3].into_iter().enumerate() {
@@ -244,7 +214,7 @@ async fn max_parallel_requests_holds_for_the_whole_fleet() {
         ("max_parallel_requests", LIMIT.to_string()),
         ("adaptive_concurrency", "false".to_string()),
     ];
-    let fleet = Fleet::start_with(&mock, &params, 100).await;
+    let fleet = Fleet::with(&mock, &params, 100).await;
     let n = 3_000;
     let batch = fleet.batch(n).await;
     // Any instance's `/fleet` lists all three working on the model, each

@@ -20,365 +20,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
-use std::time::{Duration, Instant};
+#[path = "support/accounts.rs"]
+mod accounts;
+#[path = "support/fleet.rs"]
+mod support;
 
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use accounts::*;
 use batchgate_cost::Decimal;
-use batchgate_mock_vllm::{completion_tokens_of, prompt_tokens_of};
-use batchgate_store_postgres::testing::Scratch;
-use batchgate_tests::s3::Bucket;
-use batchgate_tests::{
-    assert_error_envelope, assert_every_id_once, config_of_entries, model_entry, Gateway,
-    MockConfig, MockHandle, MockVllm, MASTER_KEY,
-};
+use batchgate_tests::{assert_error_envelope, assert_every_id_once};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-const SECRET: &str = "a-fleet-wide-test-secret";
-const WAIT: Duration = Duration::from_secs(180);
-const CHAT: &str = "/v1/chat/completions";
-
-/// How long a key change may take to reach the other instances: "within
-/// 5 seconds (the auth cache)", docs/cost.md and docs/scale-out.md.
-const KEY_CACHE_WINDOW: Duration = Duration::from_secs(5);
-/// Added to the window before a poll gives up: room for a machine busy
-/// with other builds, while a cache that never refreshes still fails.
-const SLACK: Duration = Duration::from_secs(10);
-
-/// The two priced models, both served by the one mock. `alpha` has only
-/// regular prices (batch lines: × the default multiplier 0.5); `beta` has
-/// batch prices of its own, which win over its regular ones.
-const ALPHA: &str = "alpha";
-const BETA: &str = "beta";
-const ALPHA_IN: &str = "0.0000013";
-const ALPHA_OUT: &str = "0.0000029";
-const BETA_IN_BATCH: &str = "0.00000071";
-const BETA_OUT_BATCH: &str = "0.00000193";
-
-fn dec(s: &str) -> Decimal {
-    Decimal::from_str(s).unwrap_or_else(|e| panic!("not a decimal: {s:?}: {e}"))
-}
-
-/// A decimal the gateway returned as a string.
-fn dec_of(v: &Value) -> Decimal {
-    dec(v
-        .as_str()
-        .unwrap_or_else(|| panic!("not a decimal string: {v}")))
-}
-
-/// The batch price per (input, output) token of `model`, as docs/cost.md
-/// defines it for the prices configured below.
-fn batch_prices(model: &str) -> (Decimal, Decimal) {
-    let half = dec("0.5");
-    match model {
-        ALPHA => (dec(ALPHA_IN) * half, dec(ALPHA_OUT) * half),
-        BETA => (dec(BETA_IN_BATCH), dec(BETA_OUT_BATCH)),
-        other => panic!("no prices for {other}"),
-    }
-}
-
-/// Three instances sharing one scratch schema and one blob store.
-struct Fleet {
-    gw: Vec<Gateway>,
-    _blobs: tempfile::TempDir,
-    _scratch: Scratch,
-}
-
-impl Fleet {
-    /// `batch_settings` YAML lines (indented) go in `settings`.
-    async fn start(mock: &MockHandle, settings: &str) -> Fleet {
-        let scratch = Scratch::new().await;
-        let blobs = tempfile::tempdir().unwrap();
-        let mut env = match Bucket::create("accounts").await.unwrap() {
-            Some(bucket) => {
-                let mut env = bucket.env();
-                let url = format!("s3://{}/accounts", bucket.name);
-                env.push(("BATCHGATE_STORAGE_URL", url));
-                env
-            }
-            None => {
-                let url = format!("file://{}", blobs.path().display());
-                vec![("BATCHGATE_STORAGE_URL", url)]
-            }
-        };
-        env.push(("DATABASE_URL", scratch.url()));
-        env.push(("BATCHGATE_ID_SECRET", SECRET.into()));
-        let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let served = batchgate_mock_vllm::DEFAULT_MODEL;
-        let parallel = [("max_parallel_requests", "4")];
-        let alpha = model_entry(ALPHA, served, &mock.base_url(), &parallel)
-            + &format!(
-                "  model_info:\n    input_cost_per_token: {ALPHA_IN}\n    output_cost_per_token: {ALPHA_OUT}\n"
-            );
-        // Regular prices a batch line must not be charged.
-        let beta = model_entry(BETA, served, &mock.base_url(), &parallel)
-            + &format!(
-                "  model_info:\n    input_cost_per_token: 0.5\n    output_cost_per_token: 0.5\n    input_cost_per_token_batches: {BETA_IN_BATCH}\n    output_cost_per_token_batches: \"{BETA_OUT_BATCH}\"\n"
-            );
-        let extra = format!("batch_settings:\n  lease_seconds: 5\n{settings}");
-        let cfg = config_of_entries(&[alpha, beta], &extra);
-        let mut gw = Vec::new();
-        for _ in 0..3 {
-            gw.push(Gateway::start_with(&cfg, &[], &envs).await.unwrap());
-        }
-        Fleet {
-            gw,
-            _blobs: blobs,
-            _scratch: scratch,
-        }
-    }
-}
-
-/// `n` chat lines for `model` whose usage varies line by line (1 to 11
-/// prompt words, 1 to 16 completion tokens), so that a line billed twice
-/// or not at all changes the totals; `salt` varies it between batches.
-fn varied_lines(model: &str, n: usize, salt: usize) -> Vec<u8> {
-    let mut out = String::new();
-    for i in 1..=n {
-        let words = vec!["word"; (i + salt) % 11 + 1].join(" ");
-        let max_tokens = (i * 7 + salt) % 16 + 1;
-        let line = json!({
-            "custom_id": format!("req-{i}"),
-            "method": "POST",
-            "url": CHAT,
-            "body": {"model": model, "max_tokens": max_tokens,
-                     "messages": [{"role": "user", "content": words}]}
-        });
-        out.push_str(&line.to_string());
-        out.push('\n');
-    }
-    out.into_bytes()
-}
-
-/// Uploads a batch file as `key`: status and body.
-async fn upload_by(gw: &Gateway, key: &str, model: &str, content: Vec<u8>) -> (u16, Value) {
-    let form = reqwest::multipart::Form::new()
-        .text("purpose", "batch")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(content).file_name("in.jsonl"),
-        );
-    let r = gw
-        .http
-        .post(gw.url("/v1/files"))
-        .bearer_auth(key)
-        .header("x-litellm-model", model)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Creates a chat batch over `file_id` as `key`: status and body.
-async fn create_by(gw: &Gateway, key: &str, file_id: &str) -> (u16, Value) {
-    let body = json!({"input_file_id": file_id, "endpoint": CHAT, "completion_window": "24h"});
-    gw.call_as(key, Method::POST, "/v1/batches", Some(&body))
-        .await
-        .unwrap()
-}
-
-/// Uploads and creates as `key`; the batch's id.
-async fn submit(gw: &Gateway, key: &str, model: &str, content: Vec<u8>) -> String {
-    let (status, file) = upload_by(gw, key, model, content).await;
-    assert_eq!(status, 200, "upload: {file}");
-    let (status, batch) = create_by(gw, key, file["id"].as_str().unwrap()).await;
-    assert_eq!(status, 200, "create: {batch}");
-    batch["id"].as_str().unwrap().to_string()
-}
-
-/// The models `key` may use, per `GET /v1/models` on `gw`, or the status
-/// and body of a refusal.
-async fn models_of(gw: &Gateway, key: &str) -> Result<Vec<String>, (u16, Value)> {
-    let (status, body) = gw
-        .call_as(key, Method::GET, "/v1/models", None)
-        .await
-        .unwrap();
-    if status != 200 {
-        return Err((status, body));
-    }
-    Ok(body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_string())
-        .collect())
-}
-
-/// Polls `probe` every 100 ms until it returns `Some`; panics naming
-/// `what` if it has not by `deadline` after `since`. Returns the value and
-/// how long after `since` it came.
-async fn eventually<T, F, Fut>(what: &str, since: Instant, deadline: Duration, probe: F) -> T
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    loop {
-        let last = match probe().await {
-            Ok(v) => {
-                eprintln!("{what}: after {:?}", since.elapsed());
-                return v;
-            }
-            Err(last) => last,
-        };
-        if since.elapsed() > deadline {
-            panic!("{what}: not seen within {deadline:?}; last seen: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// `GET /key/info` for `key_id` (master key): the key's info.
-async fn key_info(gw: &Gateway, key_id: &str) -> Value {
-    let (status, body) = gw.get(&format!("/key/info?key={key_id}")).await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body["info"].clone()
-}
-
-/// The master-key GET `path` on every instance; asserts they all answer
-/// 200 with the same body, and returns it.
-async fn same_everywhere(fleet: &Fleet, path: &str) -> Value {
-    let mut seen: Option<Value> = None;
-    for (i, gw) in fleet.gw.iter().enumerate() {
-        let (status, body) = gw.get(path).await.unwrap();
-        assert_eq!(status, 200, "{path} on instance {i}: {body}");
-        match &seen {
-            None => seen = Some(body),
-            Some(first) => assert_eq!(&body, first, "{path}: instance {i} differs from 0"),
-        }
-    }
-    seen.unwrap()
-}
-
-/// What a batch must cost, computed from its output file alone: each
-/// line's `usage` × `model`'s batch prices (docs/cost.md). Each line's
-/// usage is also checked against the mock's own accounting of the input
-/// line it answers, so the figures are not just the gateway's word.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Bill {
-    lines: u64,
-    input_tokens: u64,
-    output_tokens: u64,
-    input: Decimal,
-    output: Decimal,
-}
-
-impl Bill {
-    fn total(&self) -> Decimal {
-        self.input + self.output
-    }
-
-    fn add(&mut self, o: &Bill) {
-        self.lines += o.lines;
-        self.input_tokens += o.input_tokens;
-        self.output_tokens += o.output_tokens;
-        self.input += o.input;
-        self.output += o.output;
-    }
-}
-
-fn bill_of(model: &str, input: &[u8], output: &[Value]) -> Bill {
-    let bodies: BTreeMap<String, Value> = String::from_utf8_lossy(input)
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (
-                v["custom_id"].as_str().unwrap().to_string(),
-                v["body"].clone(),
-            )
-        })
-        .collect();
-    let (pin, pout) = batch_prices(model);
-    let mut bill = Bill::default();
-    for line in output {
-        let usage = &line["response"]["body"]["usage"];
-        let prompt = usage["prompt_tokens"].as_u64().unwrap();
-        let completion = usage["completion_tokens"].as_u64().unwrap();
-        let cached = usage["prompt_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap_or(0);
-        // No cache price is configured: cached tokens cost as uncached
-        // input (and the mock's chat answers report none).
-        assert_eq!(cached, 0, "{line}");
-        let body = &bodies[line["custom_id"].as_str().unwrap()];
-        assert_eq!(prompt, prompt_tokens_of(body), "{line}");
-        assert_eq!(completion, completion_tokens_of(body), "{line}");
-        bill.lines += 1;
-        bill.input_tokens += prompt;
-        bill.output_tokens += completion;
-        bill.input += Decimal::from(prompt) * pin;
-        bill.output += Decimal::from(completion) * pout;
-    }
-    bill
-}
-
-/// A counter of the instance's `/metrics`, summed over its label sets.
-async fn metric(gw: &Gateway, name: &str, label: &str) -> u64 {
-    let text = gw
-        .http
-        .get(gw.url("/metrics"))
-        .bearer_auth(MASTER_KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// What a key just made elsewhere must do on `gw` at once: authenticate,
-/// see its own settings and team, and be held to its allow-list.
-async fn works_at_once(name: &str, gw: &Gateway, key: &str, key_id: &str) {
-    assert_eq!(
-        models_of(gw, key).await,
-        Ok(vec![ALPHA.to_string()]),
-        "{name}"
-    );
-    let (status, own) = gw
-        .call_as(key, Method::GET, "/key/info", None)
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{name}: {own}");
-    assert_eq!(own["key"], json!(key_id), "{name}");
-    assert_eq!(own["info"]["team_id"], "team-keys", "{name}");
-    assert_eq!(dec_of(&own["info"]["max_budget"]), dec("0.5"), "{name}");
-    assert_eq!(own["info"]["key_alias"], "fleet-key", "{name}");
-    let (status, t) = gw
-        .call_as(key, Method::GET, "/team/info?team_id=team-keys", None)
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{name}: {t}");
-    assert_eq!(dec_of(&t["team_info"]["max_budget"]), dec("7.5"), "{name}");
-    let (status, up) = upload_by(gw, key, ALPHA, varied_lines(ALPHA, 2, 0)).await;
-    assert_eq!(status, 200, "{name}: {up}");
-    let (status, refused) = upload_by(gw, key, BETA, varied_lines(BETA, 2, 0)).await;
-    assert_eq!(status, 403, "{name}: {refused}");
-    assert_error_envelope(&refused);
-    assert_eq!(refused["error"]["code"], "model_not_allowed", "{name}");
-}
-
-/// A new virtual key made through `gw`: its value and its `key_…` id.
-async fn make_key(gw: &Gateway, body: Value) -> (String, String) {
-    let (status, made) = gw.post("/key/generate", &body).await.unwrap();
-    assert_eq!(status, 200, "{made}");
-    let value = made["key"].as_str().unwrap().to_string();
-    (value, made["token"].as_str().unwrap().to_string())
-}
-
-async fn mock(latency_ms: u64) -> MockHandle {
-    MockVllm::start(MockConfig {
-        latency: Duration::from_millis(latency_ms),
-        ..MockConfig::default()
-    })
-    .await
-    .unwrap()
-}
 
 /// A key generated through A works on B and C at once (B had refused the
 /// same value a moment before: nothing negative is cached); an update and
@@ -387,8 +41,8 @@ async fn mock(latency_ms: u64) -> MockHandle {
 #[tokio::test]
 async fn a_key_made_on_one_instance_works_on_all_and_its_changes_reach_all() {
     let mock = mock(1).await;
-    let fleet = Fleet::start(&mock, "").await;
-    let [a, b, c] = [&fleet.gw[0], &fleet.gw[1], &fleet.gw[2]];
+    let fleet = start_fleet(&mock, "").await;
+    let [a, b, c] = [&fleet.gateways[0], &fleet.gateways[1], &fleet.gateways[2]];
 
     let (status, team) = a
         .post(
@@ -541,8 +195,8 @@ async fn a_key_made_on_one_instance_works_on_all_and_its_changes_reach_all() {
 #[tokio::test]
 async fn spend_is_exact_and_the_same_on_every_instance() {
     let mock = mock(20).await;
-    let fleet = Fleet::start(&mock, "  chunk_lines: 50\n").await;
-    let [a, b, c] = [&fleet.gw[0], &fleet.gw[1], &fleet.gw[2]];
+    let fleet = start_fleet(&mock, "  chunk_lines: 50\n").await;
+    let [a, b, c] = [&fleet.gateways[0], &fleet.gateways[1], &fleet.gateways[2]];
 
     let (status, team) = b
         .post(
@@ -571,18 +225,16 @@ async fn spend_is_exact_and_the_same_on_every_instance() {
         .enumerate()
         .map(|(salt, (_, _, model, n))| varied_lines(model, *n, salt))
         .collect();
-    let ids: Vec<String> = futures::future::join_all(
-        plan.iter()
-            .zip(&inputs)
-            .map(|((gw, key, model, _), input)| submit(&fleet.gw[*gw], key, model, input.clone())),
-    )
+    let ids: Vec<String> = futures::future::join_all(plan.iter().zip(&inputs).map(
+        |((gw, key, model, _), input)| submit(&fleet.gateways[*gw], key, model, input.clone()),
+    ))
     .await;
 
     // Each waited for through an instance other than its creator's.
     let done: Vec<Value> = futures::future::join_all(
         plan.iter()
             .zip(&ids)
-            .map(|((gw, ..), id)| fleet.gw[(gw + 1) % 3].wait_batch(id, WAIT)),
+            .map(|((gw, ..), id)| fleet.gateways[(gw + 1) % 3].wait_batch(id, WAIT)),
     )
     .await
     .into_iter()
@@ -594,7 +246,7 @@ async fn spend_is_exact_and_the_same_on_every_instance() {
     let mut all = Bill::default();
     for (i, ((gw, key, model, n), batch)) in plan.iter().zip(&done).enumerate() {
         assert_eq!(batch["status"], "completed", "{batch}");
-        let (out, err) = fleet.gw[(gw + 2) % 3].results(batch).await.unwrap();
+        let (out, err) = fleet.gateways[(gw + 2) % 3].results(batch).await.unwrap();
         assert_every_id_once(&out, &err, *n);
         assert!(err.is_empty(), "{}", err[0]);
         let bill = bill_of(model, &inputs[i], &out);
@@ -609,7 +261,7 @@ async fn spend_is_exact_and_the_same_on_every_instance() {
         );
         // The batch object, as every instance reports it.
         let id = batch["id"].as_str().unwrap();
-        for (j, gw) in fleet.gw.iter().enumerate() {
+        for (j, gw) in fleet.gateways.iter().enumerate() {
             let seen = gw.batch(id).await.unwrap();
             let cost = &seen["cost"];
             assert_eq!(dec_of(&cost["total"]), bill.total(), "batch {i} on {j}");
@@ -636,7 +288,7 @@ async fn spend_is_exact_and_the_same_on_every_instance() {
 
     // Every instance did part of the work (so accruals to the same key and
     // team came from three processes at once).
-    for (i, gw) in fleet.gw.iter().enumerate() {
+    for (i, gw) in fleet.gateways.iter().enumerate() {
         let lines = metric(gw, "batchgate_lines_total", "outcome=\"completed\"").await;
         assert!(lines > 0, "instance {i} journaled no line");
     }
@@ -708,8 +360,8 @@ async fn spend_is_exact_and_the_same_on_every_instance() {
 #[tokio::test]
 async fn a_budget_spent_through_one_instance_binds_the_others() {
     let mock = mock(50).await;
-    let fleet = Fleet::start(&mock, "  chunk_lines: 50\n").await;
-    let [a, b, c] = [&fleet.gw[0], &fleet.gw[1], &fleet.gw[2]];
+    let fleet = start_fleet(&mock, "  chunk_lines: 50\n").await;
+    let [a, b, c] = [&fleet.gateways[0], &fleet.gateways[1], &fleet.gateways[2]];
 
     let (status, team) = a
         .post(
